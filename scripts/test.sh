@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh machine with Python 3.11, then runs
+# ruff, mypy and pytest. `.ci/run` and the README call exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for c in python3.11 python3.12 python3.13 python3; do
+    if command -v "$c" >/dev/null 2>&1; then PY=$c; break; fi
+  done
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# System tools some tests use (Prometheus' promtool and server). Installed when we can;
+# the tests that need them say clearly why they skip when they could not be installed.
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+    >/tmp/hami-mig-apt.log 2>&1 || echo "note: could not install prometheus (see /tmp/hami-mig-apt.log); its tests will skip"
+fi
+
+echo "== ruff"; .venv/bin/ruff check hami_mig tests benchmarks
+echo "== mypy"; .venv/bin/mypy hami_mig
+echo "== pytest"; .venv/bin/python -m pytest "$@"
