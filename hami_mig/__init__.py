@@ -1,0 +1,3 @@
+"""hami-mig: dynamic MIG GPU sharing for Kubernetes, HAMi-compatible."""
+
+__version__ = "0.1.0"
