@@ -1,0 +1,5 @@
+import sys
+
+from hami_mig.cli import main
+
+sys.exit(main())
