@@ -12,7 +12,7 @@ from hami_mig import __version__
 from hami_mig.cli.common import EXIT_BAD_INPUT, CliError
 
 # Subcommand modules under hami_mig.cli; each defines register(subparsers) that sets `func`.
-COMMANDS: tuple[str, ...] = ("plan",)
+COMMANDS: tuple[str, ...] = ("plan", "devices", "apply", "device-plugin")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"hami_mig.cli.{name}").register(sub)
+        importlib.import_module(f"hami_mig.cli.{name.replace('-', '_')}").register(sub)
     return parser
 
 

@@ -133,6 +133,13 @@ def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> list[int] | None:
     return free
 
 
+def _geometries_kept(gpu: GpuState, cand: Candidate, geometries: Sequence[ResolvedGeometry]) -> int:
+    """How many configured geometries stay reachable once this candidate's instance is in use."""
+    kept = [i for i in gpu.instances if i.in_use]
+    after = gpu.with_instances([*kept, Instance(cand.profile.name, cand.start, True)])
+    return sum(1 for geo in geometries if _geometry_fit(after, geo) is not None)
+
+
 def config_candidates(
     gpu: GpuState, request: Request, geometries: Sequence[ResolvedGeometry], first_only: bool
 ) -> list[Candidate]:
@@ -160,8 +167,9 @@ def config_candidates(
                 if lay.realizable(fixed | m, rest):
                     found.append(_at(gpu, lay, fixed, slot.profile, start, geometry_index=geo.index, slot=idx))
             if first_only and found:
-                # Reuse a free instance if it is one of the slot's valid placements, else fewest ops.
-                return [min(found, key=lambda c: (c.operations, c.start))]
+                # Reuse a free instance if it is one of the slot's valid placements, else fewest ops;
+                # then the placement that keeps the most configured geometries possible.
+                return [min(found, key=lambda c: (c.operations, -_geometries_kept(gpu, c, geometries), c.start))]
             for c in found:
                 seen.add((c.profile.name, c.start))
             out += found

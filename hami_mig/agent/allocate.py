@@ -1,0 +1,227 @@
+"""One kubelet Allocate: find the pod -> plan -> apply -> record -> answer, undoing on any failure."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hami_mig.agent.config import AgentConfig
+from hami_mig.agent.inventory import GeometryCache, Inventory
+from hami_mig.agent.pods import NoTargetError, Target, find_target
+from hami_mig.agent.records import INSTANCES_ANNOTATION, HeldInstance, annotations_of, encode_records, pod_records
+from hami_mig.agent.response import container_allocation
+from hami_mig.errors import InputError
+from hami_mig.kube.annotations import (
+    BIND_PHASE,
+    DEVICES_ALLOCATED,
+    DEVICES_TO_ALLOCATE,
+    ContainerDevice,
+    blank_container,
+    decode_pod_devices,
+    encode_pod_devices,
+    next_pending_container,
+)
+from hami_mig.kube.errors import ApiConflict, ApiError, ApiUnavailable
+from hami_mig.kube.resources import check_vgpu_mode, container_request, pod_containers
+from hami_mig.mig.plan import Decision, Operation
+from hami_mig.mig.planner import decide, plan_slot
+from hami_mig.mig.request import Request
+from hami_mig.nvml import ApplyError, ApplyResult, HardwareError
+from hami_mig.plugin import (
+    ContainerAllocation,
+    FailedPreconditionError,
+    InvalidRequestError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an Allocate did, for metrics, Events and the demo."""
+
+    target: Target
+    decision: Decision
+    mig_uuids: tuple[str, ...]
+    applied: ApplyResult | None
+    seconds: float
+
+    @property
+    def reshaped(self) -> bool:
+        return bool(self.decision.operations)
+
+
+class Ports:
+    """The outside world the allocation flow needs; the agent wires real adapters in."""
+
+    def __init__(self, list_pods: Callable[[], list[Any]], inventory: Callable[[list[Any]], Inventory],
+                 apply: Callable[[Sequence[Operation], Sequence[str]], ApplyResult],
+                 patch_pod: Callable[[Any, dict[str, str | None]], None]) -> None:
+        self.list_pods = list_pods
+        self.inventory = inventory
+        self.apply = apply
+        self.patch_pod = patch_pod
+
+
+def _request_for(target: Target, config: AgentConfig) -> Request:
+    pod = target.pod
+    try:
+        check_vgpu_mode(pod, config.mode)
+        request = container_request(pod, target.container, config.names)
+    except InputError as exc:
+        raise InvalidRequestError(f"pod {target.key}: {exc}") from None
+    if request is None:
+        raise InvalidRequestError(f"pod {target.key}: container {target.container} requests no GPU resources")
+    return request
+
+
+def _plan_hami(target: Target, inv: Inventory, geos: GeometryCache) -> Decision:
+    """Realize exactly what the HAMi scheduler chose: a geometry slot, or one instance on a named GPU."""
+    parts: list[Decision] = []
+    for dev in target.chosen:
+        ref = dev.mig_slot
+        gpu_uuid = ref.gpu_uuid if ref is not None else dev.uuid
+        gpu = inv.state_by_uuid(gpu_uuid)
+        if gpu is None:
+            why = next((r for i, r in inv.unmanaged.items()
+                        if any(d.index == i and d.uuid == gpu_uuid for d in inv.devices)), "not on this node")
+            raise FailedPreconditionError(f"pod {target.key}: the scheduler chose GPU {gpu_uuid}, which hami-mig "
+                                          f"does not manage ({why})")
+        if ref is not None:
+            d = plan_slot(gpu, geos(gpu), ref.geometry_index, ref.slot)
+        else:
+            d = decide([gpu], Request(memory_mib=max(dev.memory_mib, 1)), geos)
+        if not d.fits:
+            raise ResourceExhaustedError(f"pod {target.key}: {d.reason}")
+        parts.append(d)
+    return Decision(True, tuple(a for d in parts for a in d.allocations),
+                    tuple(o for d in parts for o in d.operations), notes=tuple(n for d in parts for n in d.notes))
+
+
+def plan(target: Target, inv: Inventory, config: AgentConfig, geos: GeometryCache) -> tuple[Request, Decision]:
+    request = _request_for(target, config)
+    if target.mode == "hami" and target.chosen:
+        return request, _plan_hami(target, inv, geos)
+    if not inv.states:
+        reasons = "; ".join(f"GPU {i}: {r}" for i, r in sorted(inv.unmanaged.items())) or "no GPUs found"
+        raise FailedPreconditionError(f"pod {target.key}: this node has no GPU that hami-mig manages ({reasons})")
+    decision = decide(inv.states, request, geos, policy=config.policy, mode=config.geometries)
+    if not decision.fits:
+        raise ResourceExhaustedError(f"pod {target.key}: {decision.reason}")
+    return request, decision
+
+
+def _mig_uuids(decision: Decision, applied: ApplyResult | None) -> tuple[str, ...]:
+    created = {(s.op.gpu_index, s.op.profile, s.op.start): s.instance for s in (applied.created if applied else ())}
+    out: list[str] = []
+    for a in decision.allocations:
+        if a.reuse and a.uuid:
+            out.append(a.uuid)
+            continue
+        rec = created.get((a.gpu_index, a.profile, a.start))
+        if rec is None or not rec.mig_uuid:
+            raise HardwareError(f"GPU {a.gpu_index}: {a.profile}@{a.start} was created but NVML reports no MIG device")
+        out.append(rec.mig_uuid)
+    return tuple(out)
+
+
+def record_patch(target: Target, decision: Decision, mig_uuids: Sequence[str], cores: int) -> dict[str, str | None]:
+    """The pod annotations after this container got its instances, in HAMi's formats plus ours."""
+    pod = target.pod
+    ann = annotations_of(pod)
+    records = pod_records(pod)
+    records[target.container] = tuple(
+        HeldInstance(a.gpu_uuid, u, a.profile, a.start, a.memory_mib)
+        for a, u in zip(decision.allocations, mig_uuids, strict=True))
+    patch: dict[str, str | None] = {INSTANCES_ANNOTATION: encode_records(records)}
+    n_containers = len(pod_containers(pod))
+    if target.mode == "hami":
+        devices = decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
+        left = blank_container(devices, target.container)
+        patch[DEVICES_TO_ALLOCATE] = encode_pod_devices(left)
+        if DEVICES_ALLOCATED not in ann:
+            patch[DEVICES_ALLOCATED] = ann.get(DEVICES_TO_ALLOCATE, "")
+        if next_pending_container(left) is None:
+            patch[BIND_PHASE] = "success"
+    else:
+        try:
+            allocated = list(decode_pod_devices(ann.get(DEVICES_ALLOCATED, ""), DEVICES_ALLOCATED))
+        except InputError:
+            allocated = []
+        allocated += [()] * (n_containers - len(allocated))
+        allocated[target.container] = tuple(
+            ContainerDevice(uuid=_hami_uuid(a.gpu_uuid, a.geometry_index, a.slot), memory_mib=a.memory_mib,
+                            cores=cores)
+            for a in decision.allocations)
+        patch[DEVICES_ALLOCATED] = encode_pod_devices(tuple(allocated[:n_containers]))
+    return patch
+
+
+def _hami_uuid(gpu_uuid: str, geometry: int | None, slot: int | None) -> str:
+    return f"{gpu_uuid}[{geometry}-{slot}]" if geometry is not None and slot is not None else gpu_uuid
+
+
+def allocate(device_ids: Sequence[str], config: AgentConfig, ports: Ports, geos: GeometryCache) -> Outcome:
+    """The whole flow; the caller holds the agent lock. Raises plugin AllocationErrors with actionable text."""
+    started = time.monotonic()
+    try:
+        pods = ports.list_pods()
+    except ApiError as exc:
+        raise UnavailableError(f"cannot list this node's pods to find who asks for the GPU: {exc}; the kubelet "
+                               "will retry admission") from None
+    try:
+        target = find_target(pods, len(device_ids), config.names)
+    except NoTargetError as exc:
+        raise FailedPreconditionError(str(exc)) from None
+    except InputError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    try:
+        inv = ports.inventory(pods)
+    except HardwareError as exc:
+        raise UnavailableError(f"pod {target.key}: cannot read the GPUs: {exc}") from None
+    request, decision = plan(target, inv, config, geos)
+    if time.monotonic() - started > config.allocate_timeout_s:
+        raise UnavailableError(
+            f"pod {target.key}: planning outlasted {config.allocate_timeout_s:.0f}s; nothing changed")
+
+    applied: ApplyResult | None = None
+    if decision.operations:
+        try:
+            applied = ports.apply(decision.operations, tuple(inv.held))
+        except ApplyError as exc:
+            raise UnavailableError(f"pod {target.key}: {exc}") from None
+        except HardwareError as exc:
+            raise UnavailableError(f"pod {target.key}: {exc}") from None
+    try:
+        uuids = _mig_uuids(decision, applied)
+        ports.patch_pod(target.pod, record_patch(target, decision, uuids, request.cores or 0))
+    except (ApiError, HardwareError) as exc:
+        _undo(ports, applied)
+        again = " (the pod changed meanwhile)" if isinstance(exc, ApiConflict) else ""
+        kind = "retryable" if isinstance(exc, ApiUnavailable | ApiConflict) else "failed"
+        raise UnavailableError(f"pod {target.key}: could not record the allocation{again} ({kind}): {exc}; "
+                               "the new instance was removed again") from None
+    return Outcome(target, decision, uuids, applied, time.monotonic() - started)
+
+
+def _undo(ports: Ports, applied: ApplyResult | None) -> None:
+    """Destroy what this call created (never anything else) after a failure to record it."""
+    if applied is None:
+        return
+    ops = [Operation("destroy", s.op.gpu_index, s.op.profile, s.op.start, s.gpu_uuid)
+           for s in applied.created if s.outcome == "created"]
+    if not ops:
+        return
+    try:
+        ports.apply(ops, ())
+    except (ApplyError, HardwareError) as exc:
+        log.error("could not undo unrecorded instances %s: %s; the next reconcile frees them", ops, exc)
+
+
+def answer(outcome: Outcome, config: AgentConfig) -> ContainerAllocation:
+    return container_allocation(outcome.mig_uuids, config.cdi)

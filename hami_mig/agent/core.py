@@ -1,0 +1,254 @@
+"""The node agent: one lock around decide-apply-record, a reconcile loop, and the pieces wired together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
+from hami_mig.agent.config import RESOURCE_NAME, AgentConfig
+from hami_mig.agent.events import EventPoster
+from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
+from hami_mig.agent.node import gpumem_capacity, node_annotations
+from hami_mig.agent.records import holdings
+from hami_mig.agent.snapshot import NodeSnapshot
+from hami_mig.agent.view import build_snapshot
+from hami_mig.kube.client import KubeClient
+from hami_mig.kube.errors import ApiError
+from hami_mig.mig.catalogue import Catalogue, default_catalogue
+from hami_mig.mig.plan import Operation
+from hami_mig.nvml import ApplyError, ApplyResult, HardwareError, NvmlBackend
+from hami_mig.nvml.errors import nvml_error_name
+from hami_mig.plugin import AllocationError, ContainerAllocation, Device, DevicePluginServer, MutableDeviceSource
+
+log = logging.getLogger(__name__)
+SOCKET_NAME = "hami-mig.sock"
+
+
+class Stats(Protocol):
+    """The counters the agent feeds (hami_mig.metrics.AgentStats implements it)."""
+
+    def observe_allocate(self, seconds: float, outcome: str) -> None: ...
+    def count_reshape(self, op: str, result: str) -> None: ...
+    def count_nvml_error(self, code_name: str) -> None: ...
+    def count_reconcile_repair(self, kind: str) -> None: ...
+    def count_api_error(self, kind: str) -> None: ...
+
+
+class NullStats:
+    def observe_allocate(self, seconds: float, outcome: str) -> None:
+        pass
+
+    def count_reshape(self, op: str, result: str) -> None:
+        pass
+
+    def count_nvml_error(self, code_name: str) -> None:
+        pass
+
+    def count_reconcile_repair(self, kind: str) -> None:
+        pass
+
+    def count_api_error(self, kind: str) -> None:
+        pass
+
+
+class Agent:
+    """Owns the state lock; every mutation of a GPU happens inside `allocate` or `reconcile`."""
+
+    def __init__(self, config: AgentConfig, backend: NvmlBackend, kube: KubeClient, *,
+                 kubelet_dir: str | None = None, stats: Stats | None = None,
+                 catalogue: Catalogue | None = None) -> None:
+        self.config = config
+        self.backend = backend
+        self.kube = kube
+        self.stats: Stats = stats or NullStats()
+        self.geos = GeometryCache(config, catalogue or default_catalogue())
+        self.source = MutableDeviceSource()
+        self.events = EventPoster(kube, enabled=config.events)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._snapshot = NodeSnapshot(node=config.node_name)
+        self._api_ok = False
+        self._nvml_ok = False
+        self.history: list[Outcome] = []  # recent successful allocations (demo, debugging); bounded
+        kwargs: dict[str, Any] = {} if kubelet_dir is None else {"kubelet_dir": kubelet_dir}
+        self.server = DevicePluginServer(RESOURCE_NAME, SOCKET_NAME, self.source, self, **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Discover GPUs, advertise them, publish the node, then start serving the kubelet."""
+        self.reconcile()
+        self.server.start()
+        self._thread = threading.Thread(target=self._loop, name="hami-mig-reconcile", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.server.stop(grace)
+        if self._thread is not None:
+            self._thread.join(timeout=grace + 5)
+        self.events.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.config.reconcile_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.reconcile()
+            except Exception:  # the loop must survive anything; the next pass retries
+                log.exception("reconcile pass failed; retrying in %.0fs", self.config.reconcile_interval_s)
+
+    def poke(self) -> None:
+        """Run a reconcile pass soon (after a pod terminated, say)."""
+        self._wake.set()
+
+    # -- kubelet Allocate ------------------------------------------------------------------------
+    def allocate(self, device_ids: Sequence[str]) -> ContainerAllocation:
+        started = time.monotonic()
+        with self._lock:
+            try:
+                outcome = allocate(device_ids, self.config, self._ports(), self.geos)
+            except AllocationError as exc:
+                self.stats.observe_allocate(time.monotonic() - started, "failed")
+                log.warning("Allocate %s failed: %s", list(device_ids), exc)
+                self.events.failed(str(exc))
+                raise
+            self.stats.observe_allocate(outcome.seconds, "reused" if not outcome.reshaped else "allocated")
+            self.history = [*self.history[-99:], outcome]
+            log.info("Allocate for %s container %d: %s -> %s", outcome.target.key, outcome.target.container,
+                     "; ".join(outcome.decision.notes), ",".join(outcome.mig_uuids))
+            self.events.allocated(outcome)
+            self._refresh_after_allocate()
+            return answer(outcome, self.config)
+
+    def _ports(self) -> Ports:
+        return Ports(list_pods=self._list_pods, inventory=self._inventory, apply=self._apply,
+                     patch_pod=self._patch_pod)
+
+    def _list_pods(self) -> list[Any]:
+        try:
+            pods = list(self.kube.list_node_pods(self.config.node_name).pods)
+        except ApiError as exc:
+            self._api_ok = False
+            self.stats.count_api_error(type(exc).__name__)
+            raise
+        self._api_ok = True
+        return pods
+
+    def _inventory(self, pods: list[Any]) -> Inventory:
+        try:
+            devices = self.backend.devices()
+        except HardwareError:
+            self._nvml_ok = False
+            raise
+        except self.backend.nvml.NVMLError as exc:
+            self._nvml_ok = False
+            raise HardwareError(f"NVML: {exc}") from None
+        self._nvml_ok = True
+        return read_inventory(devices, holdings(pods), self.config)
+
+    def _apply(self, ops: Sequence[Operation], protected: Sequence[str]) -> ApplyResult:
+        try:
+            result = self.backend.apply(ops, protected)
+        except ApplyError as exc:
+            self.stats.count_reshape(ops[0].op if ops else "create", "failed")
+            if exc.code is not None:
+                self.stats.count_nvml_error(nvml_error_name(exc.code))
+            raise
+        for step in result.steps:
+            self.stats.count_reshape(step.op.op, "ok")
+        return result
+
+    def _patch_pod(self, pod: Any, annotations: dict[str, str | None]) -> None:
+        meta = pod.metadata
+        try:
+            self.kube.patch_pod_annotations(meta.namespace, meta.name, annotations,
+                                            resource_version=meta.resource_version)
+        except ApiError as exc:
+            self.stats.count_api_error(type(exc).__name__)
+            raise
+
+    def _refresh_after_allocate(self) -> None:
+        try:
+            pods = self._list_pods()
+            self._update(self._inventory(pods), pods)
+        except (ApiError, HardwareError) as exc:
+            log.debug("refresh after Allocate skipped: %s", exc)
+
+    # -- reconcile -------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Re-read NVML and the node's pods, refresh what is advertised and published, report drift."""
+        with self._lock:
+            try:
+                pods = self._list_pods()
+            except ApiError as exc:
+                log.warning("reconcile: API server unreachable (%s); GPUs stay as they are", exc)
+                pods = None
+            try:
+                inv = self._inventory(pods or [])
+            except HardwareError as exc:
+                log.error("reconcile: cannot read GPUs: %s", exc)
+                self._snapshot = NodeSnapshot(node=self.config.node_name, registered=self.server.registered,
+                                              api_ok=self._api_ok, taken_at=time.time())
+                return
+            if pods is not None:
+                self._check_records(inv)
+            self._update(inv, pods or [])
+            self._publish(inv)
+
+    def _check_records(self, inv: Inventory) -> None:
+        """Records naming instances NVML does not have: someone changed the GPU behind our back."""
+        present = {u for d in inv.devices for hw in d.instances for u in hw.uuids()}
+        for mig_uuid, (holder, held) in inv.held.items():
+            if mig_uuid not in present:
+                self.stats.count_reconcile_repair("missing_instance")
+                log.error("pod %s holds %s (%s@%d on %s) but NVML has no such MIG device: it was destroyed "
+                          "outside hami-mig; the pod must be restarted", holder.label(), mig_uuid, held.profile,
+                          held.start, held.gpu_uuid)
+
+    def _update(self, inv: Inventory, pods: list[Any]) -> None:
+        waiting = sum(1 for p in pods if getattr(p.status, "phase", None) == "Pending")
+        self._snapshot = build_snapshot(self.config.node_name, inv, self.geos, pods_waiting=waiting,
+                                        registered=self.server.registered, api_ok=self._api_ok)
+        managed = {s.uuid for s in inv.states}
+        devices = [
+            Device(id=f"{d.uuid}-{n}", healthy=d.mig_mode == "enabled", numa_node=d.numa_node, group=d.uuid)
+            for d in inv.devices if d.uuid in managed for n in range(self.config.split_count)
+        ]
+        self.source.set_devices(devices)
+
+    def _publish(self, inv: Inventory) -> None:
+        try:
+            self.kube.patch_node_metadata(self.config.node_name, annotations=node_annotations(inv, self.config))
+            managed = {s.uuid for s in inv.states}
+            self.kube.patch_node_resources(self.config.node_name,
+                                           gpumem_capacity(inv.devices, managed, self.config.names.memory))
+        except ApiError as exc:
+            self.stats.count_api_error(type(exc).__name__)
+            log.warning("could not publish the node's GPUs: %s", exc)
+
+    # -- views -----------------------------------------------------------------------------------
+    def snapshot(self) -> NodeSnapshot:
+        """The latest picture (refreshed after every Allocate and reconcile pass)."""
+        return self._snapshot
+
+    def ready(self) -> tuple[bool, str]:
+        problems = []
+        if not self.server.registered:
+            problems.append("not registered with the kubelet")
+        if not self._nvml_ok:
+            problems.append("NVML not reachable")
+        if not self._api_ok:
+            problems.append("API server not reachable")
+        return (not problems, "; ".join(problems) or "ok")
+
+    def api_call_failed_with_nvml(self, exc: BaseException) -> str:
+        return str(exc)

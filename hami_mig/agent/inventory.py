@@ -1,0 +1,69 @@
+"""The node's GPUs as the agent manages them: NVML's view filtered by the node config, with holders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hami_mig.agent.config import AgentConfig
+from hami_mig.agent.records import HeldInstance
+from hami_mig.agent.snapshot import Holder
+from hami_mig.kube.annotations import MODE_MIG
+from hami_mig.mig.catalogue import Catalogue
+from hami_mig.mig.geometry import GpuGeometries, resolve_for_gpu
+from hami_mig.mig.state import GpuState
+from hami_mig.nvml import GpuDevice
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One consistent reading: every GPU, the managed ones as planner states, and who holds what."""
+
+    devices: tuple[GpuDevice, ...]
+    states: tuple[GpuState, ...]
+    held: Mapping[str, tuple[Holder, HeldInstance]]
+    unmanaged: Mapping[int, str]  # GPU index -> why it is left alone
+
+    def state_by_uuid(self, uuid: str) -> GpuState | None:
+        return next((s for s in self.states if s.uuid == uuid), None)
+
+
+def unmanaged_reason(dev: GpuDevice, config: AgentConfig) -> str | None:
+    if config.mode != MODE_MIG:
+        return f"node operating mode is {config.mode!r}, not 'mig'"
+    if config.filtered(dev.uuid, dev.index):
+        return "listed in the node config's filterdevices"
+    if dev.mig_mode != "enabled" or dev.model is None:
+        return dev.message or f"MIG mode is {dev.mig_mode}"
+    return None
+
+
+def read_inventory(
+    devices: Sequence[GpuDevice], held: Mapping[str, tuple[Holder, HeldInstance]], config: AgentConfig
+) -> Inventory:
+    states: list[GpuState] = []
+    unmanaged: dict[int, str] = {}
+    for dev in devices:
+        why = unmanaged_reason(dev, config)
+        if why is not None:
+            unmanaged[dev.index] = why
+            continue
+        states.append(dev.to_gpu_state(held.keys()))
+    return Inventory(tuple(devices), tuple(states), held, unmanaged)
+
+
+class GeometryCache:
+    """Resolved geometries per GPU model table; the config and tables do not change while running."""
+
+    def __init__(self, config: AgentConfig, catalogue: Catalogue) -> None:
+        self._config = config
+        self._catalogue = catalogue
+        self._cache: dict[int, tuple[object, GpuGeometries]] = {}
+
+    def __call__(self, gpu: GpuState) -> GpuGeometries:
+        hit = self._cache.get(id(gpu.model))
+        if hit is not None and hit[0] is gpu.model:
+            return hit[1]
+        geos = resolve_for_gpu(self._config.device_config, gpu.model, self._catalogue)
+        self._cache[id(gpu.model)] = (gpu.model, geos)
+        return geos

@@ -1,0 +1,102 @@
+"""Which pod container holds which MIG instance: hami-mig's own pod annotation, and the live holdings.
+
+HAMi's annotations name GPUs and geometry slots, not MIG devices, so they cannot say which
+instance a pod holds after a restart. hami-mig adds `hami-mig.io/instances` (JSON) next to them:
+the agent rebuilds its whole state from NVML plus these annotations, with no local database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hami_mig.agent.snapshot import Holder
+from hami_mig.errors import InputError
+
+INSTANCES_ANNOTATION = "hami-mig.io/instances"
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class HeldInstance:
+    """One MIG instance recorded on a pod for one of its containers."""
+
+    gpu_uuid: str
+    mig_uuid: str
+    profile: str
+    start: int
+    memory_mib: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gpu": self.gpu_uuid, "mig": self.mig_uuid, "profile": self.profile, "start": self.start,
+                "memory_mib": self.memory_mib}
+
+
+Records = dict[int, tuple[HeldInstance, ...]]
+
+
+def encode_records(records: Mapping[int, Sequence[HeldInstance]]) -> str:
+    return json.dumps({str(k): [h.to_json() for h in v] for k, v in sorted(records.items())},
+                      separators=(",", ":"))
+
+
+def decode_records(text: str | None) -> Records:
+    """Parse the annotation; bad content raises InputError naming the annotation and the fragment."""
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(INSTANCES_ANNOTATION, text[:80], f"JSON written by hami-mig ({exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise InputError(INSTANCES_ANNOTATION, text[:80], "a JSON object keyed by container index")
+    out: Records = {}
+    for key, items in doc.items():
+        if not (isinstance(key, str) and key.isdigit()) or not isinstance(items, list):
+            raise InputError(INSTANCES_ANNOTATION, key, "container index keys with lists of instances")
+        held: list[HeldInstance] = []
+        for item in items:
+            try:
+                held.append(HeldInstance(str(item["gpu"]), str(item["mig"]), str(item["profile"]),
+                                         int(item["start"]), int(item.get("memory_mib", 0))))
+            except (KeyError, TypeError, ValueError):
+                raise InputError(INSTANCES_ANNOTATION, item, "objects {gpu, mig, profile, start}") from None
+        out[int(key)] = tuple(held)
+    return out
+
+
+def _meta(pod: Any) -> Any:
+    return pod.metadata
+
+
+def annotations_of(pod: Any) -> dict[str, str]:
+    return dict(_meta(pod).annotations or {})
+
+
+def is_live(pod: Any) -> bool:
+    """A pod whose containers may still run: not Succeeded/Failed. A terminating pod still holds its GPU."""
+    phase = getattr(pod.status, "phase", None) if pod.status is not None else None
+    return phase not in TERMINAL_PHASES
+
+
+def pod_records(pod: Any) -> Records:
+    """The pod's records, or {} when unreadable (logged by the caller through `bad_records`)."""
+    try:
+        return decode_records(annotations_of(pod).get(INSTANCES_ANNOTATION))
+    except InputError:
+        return {}
+
+
+def holdings(pods: Iterable[Any]) -> dict[str, tuple[Holder, HeldInstance]]:
+    """MIG UUID -> (holder, record) for every instance a live pod holds."""
+    out: dict[str, tuple[Holder, HeldInstance]] = {}
+    for pod in pods:
+        if not is_live(pod):
+            continue
+        meta = _meta(pod)
+        for container, held in pod_records(pod).items():
+            for h in held:
+                out[h.mig_uuid] = (Holder(meta.namespace, meta.name, container, meta.uid or ""), h)
+    return out

@@ -1,0 +1,134 @@
+"""`hami-mig device-plugin`: the node agent (the DaemonSet's process)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from hami_mig.agent.config import AgentConfig
+from hami_mig.agent.core import Agent
+from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CliError
+from hami_mig.cli.devices import add_backend_args, open_backend
+from hami_mig.errors import InputError
+from hami_mig.kube.annotations import MODES
+from hami_mig.kube.client import KubeClient, KubeConfigError
+from hami_mig.kube.nodeconfig import node_config_for
+from hami_mig.kube.resources import ResourceNames
+from hami_mig.mig.catalogue import default_catalogue
+from hami_mig.mig.geometry import DeviceConfig, default_device_config, parse_device_config, validate_device_config
+from hami_mig.mig.planner import GEOMETRY_MODES, POLICIES
+from hami_mig.plugin import DEFAULT_KUBELET_DIR
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("device-plugin", help="run the node agent (kubelet device plugin for nvidia.com/gpu)",
+                       description="Serve nvidia.com/gpu to the kubelet and carve MIG instances on demand.")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
+                   help="this node's name (default: $NODE_NAME, set from the downward API)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
+    p.add_argument("--device-config", metavar="FILE", help="HAMi device-config.yaml (default: HAMi's built-in table)")
+    p.add_argument("--node-config", metavar="FILE", help="HAMi device plugin config.json (operatingmode, filterdevices)")
+    p.add_argument("--default-mode", choices=MODES, default="mig",
+                   help="operating mode of a node that config.json does not list (default: mig)")
+    p.add_argument("--kubelet-dir", default=str(DEFAULT_KUBELET_DIR), help="kubelet device-plugins directory")
+    add_backend_args(p)
+    p.add_argument("--policy", choices=POLICIES, default="hami", help="planner policy (default: hami)")
+    p.add_argument("--geometries", choices=GEOMETRY_MODES, default="config",
+                   help="config: only knownMigGeometries (default); any: every layout the hardware allows")
+    p.add_argument("--metrics-port", type=int, default=31993, help="port of /metrics, /healthz, /readyz (0: off)")
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address the metrics endpoint binds")
+    p.add_argument("--cdi", action="store_true", help="answer Allocate with CDI device names")
+    p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--allocate-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--no-events", action="store_true", help="do not post Kubernetes Events on pods")
+    p.add_argument("--no-legacy-metrics", action="store_true", help="do not emit HAMi's camelCase metric names")
+    p.set_defaults(func=run)
+
+
+def _read(path: str, flag: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"{flag} {path!r}: cannot read: {exc.strerror or exc}") from None
+
+
+def load_device_config(path: str | None) -> DeviceConfig:
+    """The agent keeps valid geometries and skips invalid ones with a warning (never a crash loop)."""
+    if path is None:
+        return default_device_config()
+    config = parse_device_config(_read(path, "--device-config"), path)
+    for finding in validate_device_config(config, default_catalogue()):
+        level = {"error": logging.WARNING, "warning": logging.INFO, "info": logging.DEBUG}[finding.level]
+        suffix = "; this geometry is skipped" if finding.level == "error" else ""
+        log.log(level, "device-config: %s%s", finding.message, suffix)
+    return config
+
+
+def build_config(args: argparse.Namespace) -> AgentConfig:
+    if not args.node_name:
+        raise CliError("--node-name: not given and $NODE_NAME is empty; set it from the downward API")
+    try:
+        device_config = load_device_config(args.device_config)
+        text = _read(args.node_config, "--node-config") if args.node_config else ""
+        node = node_config_for(text, args.node_name, device_config.device_split_count)
+        mode = node.operating_mode if args.node_config and _listed(text, args.node_name) else args.default_mode
+        names = ResourceNames(count=device_config.resource_count_name, memory=device_config.resource_memory_name,
+                              memory_percentage=device_config.resource_memory_percentage_name,
+                              cores=device_config.resource_core_name, default_gpu_num=device_config.default_gpu_num)
+    except InputError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    return AgentConfig(
+        node_name=args.node_name, device_config=device_config, mode=mode, split_count=node.device_split_count,
+        filter_uuids=node.filter_uuids, filter_indices=node.filter_indices, policy=args.policy,
+        geometries=args.geometries, names=names, cdi=args.cdi, allocate_timeout_s=args.allocate_timeout,
+        reconcile_interval_s=args.reconcile_interval, events=not args.no_events,
+    )
+
+
+def _listed(text: str, node: str) -> bool:
+    from hami_mig.kube.nodeconfig import parse_node_configs
+
+    return any(entry.name == node for entry in parse_node_configs(text))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    try:
+        kube = KubeClient.from_environment(args.kubeconfig, node_name=config.node_name)
+    except KubeConfigError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None
+    backend = open_backend(args)
+    agent = Agent(config, backend, kube, kubelet_dir=args.kubelet_dir)
+    metrics = _start_metrics(agent, args)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        agent.start()
+        log.info("hami-mig agent serving nvidia.com/gpu on node %s (%s policy, %s geometries)",
+                 config.node_name, config.policy, config.geometries)
+        stop.wait()
+    finally:
+        agent.stop()
+        if metrics is not None:
+            metrics.stop()
+        backend.shutdown()
+    return EXIT_OK
+
+
+def _start_metrics(agent: Agent, args: argparse.Namespace) -> object | None:
+    if not args.metrics_port:
+        return None
+    try:
+        from hami_mig.metrics import serve_agent_metrics  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("metrics endpoint not available in this build")
+        return None
+    return serve_agent_metrics(agent, host=args.metrics_host, port=args.metrics_port,  # type: ignore[no-any-return]
+                               legacy=not args.no_legacy_metrics)
