@@ -1,0 +1,136 @@
+"""The device-plugin node ConfigMap (`config.json`): which mode a node runs in and which GPUs it leaves alone."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hami_mig.errors import InputError
+from hami_mig.kube.annotations import MODE_HAMI_CORE, MODES
+
+CONFIG_KEY = "config.json"
+DEFAULT_SPLIT_COUNT = 10
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One node's entry; a node not listed gets the defaults (hami-core, the device-config's split count)."""
+
+    name: str
+    operating_mode: str = MODE_HAMI_CORE
+    device_split_count: int = DEFAULT_SPLIT_COUNT
+    filter_uuids: tuple[str, ...] = ()
+    filter_indices: tuple[int, ...] = ()
+    device_memory_scaling: float | None = None
+    device_core_scaling: float | None = None
+    mig_strategy: str | None = None
+    extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    """Other HAMi keys we do not act on, as (key, JSON text), so a check can list them."""
+
+    def __post_init__(self) -> None:
+        if self.operating_mode not in MODES:
+            raise InputError(f"{CONFIG_KEY} node {self.name!r} operatingmode", self.operating_mode, _MODES_ALLOWED)
+
+    def filters(self, uuid: str, index: int) -> bool:
+        """True when the GPU is listed in filterdevices and must not be managed."""
+        return uuid in self.filter_uuids or index in self.filter_indices
+
+
+_MODES_ALLOWED = f"one of {', '.join(MODES)}"
+
+
+def parse_node_configs(text: str, default_split_count: int = DEFAULT_SPLIT_COUNT) -> tuple[NodeConfig, ...]:
+    """Every entry of `config.json`; an empty document or a missing `nodeconfig` means no entries."""
+    if not text.strip():
+        return ()
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(CONFIG_KEY, text[:200], f"valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(CONFIG_KEY, text[:200], 'a JSON object like {"nodeconfig": [...]}')
+    entries = data.get("nodeconfig")
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise InputError(f"{CONFIG_KEY} nodeconfig", entries, "a list of per-node objects")
+    return tuple(_parse_entry(position, entry, default_split_count) for position, entry in enumerate(entries))
+
+
+def node_config_for(text: str, node_name: str, default_split_count: int = DEFAULT_SPLIT_COUNT) -> NodeConfig:
+    """This node's entry, or the defaults; two different entries for the same node are an error, not a guess."""
+    matches = [entry for entry in parse_node_configs(text, default_split_count) if entry.name == node_name]
+    if not matches:
+        return NodeConfig(name=node_name, device_split_count=default_split_count)
+    if any(entry != matches[0] for entry in matches[1:]):
+        raise InputError(f"{CONFIG_KEY} nodeconfig", node_name, "one entry per node (this node has differing ones)")
+    return matches[0]
+
+
+_KNOWN = {"name", "operatingmode", "devicesplitcount", "filterdevices", "devicememoryscaling", "devicecorescaling",
+          "migstrategy"}
+
+
+def _parse_entry(position: int, entry: object, default_split_count: int) -> NodeConfig:
+    where = f"{CONFIG_KEY} nodeconfig[{position}]"
+    if not isinstance(entry, dict):
+        raise InputError(where, entry, 'an object like {"name": "node-a", "operatingmode": "mig"}')
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where}.name", name, "the node name, a non-empty string")
+    where = f"{CONFIG_KEY} node {name!r}"
+    mode = entry.get("operatingmode") or MODE_HAMI_CORE
+    if mode not in MODES:
+        raise InputError(f"{where} operatingmode", mode, _MODES_ALLOWED)
+    split = entry.get("devicesplitcount")
+    if split is None:
+        split = default_split_count
+    if isinstance(split, bool) or not isinstance(split, int) or split < 1:
+        raise InputError(f"{where} devicesplitcount", split, "a whole number >= 1")
+    uuids, indices = _parse_filters(where, entry.get("filterdevices"))
+    extra = tuple(sorted((key, json.dumps(value, sort_keys=True)) for key, value in entry.items() if key not in _KNOWN))
+    return NodeConfig(
+        name=name,
+        operating_mode=mode,
+        device_split_count=split,
+        filter_uuids=uuids,
+        filter_indices=indices,
+        device_memory_scaling=_optional_number(where, "devicememoryscaling", entry.get("devicememoryscaling")),
+        device_core_scaling=_optional_number(where, "devicecorescaling", entry.get("devicecorescaling")),
+        mig_strategy=_optional_str(where, "migstrategy", entry.get("migstrategy")),
+        extra=extra,
+    )
+
+
+def _parse_filters(where: str, filters: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    if filters is None:
+        return (), ()
+    if not isinstance(filters, dict):
+        raise InputError(f"{where} filterdevices", filters, 'an object like {"uuid": [], "index": []}')
+    uuids = filters.get("uuid") or []
+    indices = filters.get("index") or []
+    if not isinstance(uuids, list) or not all(isinstance(uuid, str) and uuid for uuid in uuids):
+        raise InputError(f"{where} filterdevices.uuid", uuids, "a list of GPU UUID strings")
+    if not isinstance(indices, list) or not all(
+        isinstance(index, int) and not isinstance(index, bool) and index >= 0 for index in indices
+    ):
+        raise InputError(f"{where} filterdevices.index", indices, "a list of GPU indices (whole numbers >= 0)")
+    return tuple(uuids), tuple(indices)
+
+
+def _optional_number(where: str, key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{where} {key}", value, "a number > 0")
+    return float(value)
+
+
+def _optional_str(where: str, key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{where} {key}", value, "a string")
+    return value
