@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="this node's name (default: $NODE_NAME, set from the downward API)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
     p.add_argument("--device-config", metavar="FILE", help="HAMi device-config.yaml (default: HAMi's built-in table)")
-    p.add_argument("--node-config", metavar="FILE", help="HAMi device plugin config.json (operatingmode, filterdevices)")
+    p.add_argument("--node-config", metavar="FILE",
+                   help="HAMi device plugin config.json (operatingmode, filterdevices)")
     p.add_argument("--default-mode", choices=MODES, default="mig",
                    help="operating mode of a node that config.json does not list (default: mig)")
     p.add_argument("--kubelet-dir", default=str(DEFAULT_KUBELET_DIR), help="kubelet device-plugins directory")

@@ -75,7 +75,8 @@ class SimCluster:
         if not self.kubelet.wait_for_registration(RESOURCE_NAME, timeout=10):
             raise RuntimeError("the agent did not register with the fake kubelet within 10s")
         expected = len(self.agent.source.devices())
-        self.kubelet.wait_for_devices(RESOURCE_NAME, lambda ds: len(ds) == expected, timeout=10)
+        self.kubelet.wait_for_devices(
+            RESOURCE_NAME, lambda ds: len(ds) == expected and all(d.healthy for d in ds), timeout=10)
         return self.agent
 
     def stop_agent(self) -> None:
