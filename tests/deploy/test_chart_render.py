@@ -1,0 +1,546 @@
+"""charts/hami-mig rendered by Helm: every variant is valid Kubernetes, and says what the agent needs."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.chartutil import (
+    CHART_DIR,
+    NAMESPACE,
+    REPO_ROOT,
+    Manifest,
+    agent_container,
+    args_of,
+    container_args,
+    kinds,
+    only,
+)
+
+Render = Callable[..., list[Manifest]]
+
+# Named value sets the tests render; each must pass Helm's schema check and Kubernetes' schemas.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "best-fit-any": {"agent": {"policy": "best-fit", "geometries": "any", "logLevel": "debug"}},
+    "cdi": {"cdi": {"enabled": True}},
+    "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
+    "dashboard": {"dashboard": {"enabled": True, "namespace": "monitoring"}},
+    "minimal-capabilities": {"securityContext": {"privileged": False}, "runtimeClassName": "nvidia"},
+    "sim-demo": {"agent": {"backend": "sim", "simGpus": "A100-SXM4-40GB:2", "simState": "/var/lib/hami-mig/sim.json"}},
+    "no-host-network": {"hostNetwork": False, "metrics": {"hostPort": 31993, "service": {"headless": False}}},
+    "existing-configmaps": {
+        "deviceConfig": {"create": False, "existingConfigMap": "hami-scheduler-device"},
+        "nodeConfig": {"create": False, "existingConfigMap": "hami-device-plugin"},
+    },
+    "everything": {
+        "agent": {"policy": "best-fit", "reconcileIntervalSeconds": 10, "allocateTimeoutSeconds": 12.5,
+                  "events": False, "extraArgs": ["--metrics-host=0.0.0.0"],
+                  "extraEnv": [{"name": "PYTHONFAULTHANDLER", "value": "1"}]},
+        "cdi": {"enabled": True, "dir": "/etc/cdi"},
+        "metrics": {"serviceMonitor": {"enabled": True}, "legacyNames": False},
+        "dashboard": {"enabled": True},
+        "nodeConfig": {"defaultMode": "hami-core",
+                       "nodes": [{"name": "gpu-1"}, {"name": "gpu-2", "operatingmode": "mig"}]},
+        "priorityClassName": "",
+        "imagePullSecrets": [{"name": "regcred"}],
+        "podAnnotations": {"example.com/team": "ml"},
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Every variant is valid Kubernetes (strict: unknown fields are errors), for the newest and the oldest supported API.
+# ---------------------------------------------------------------------------------------------------------------------
+
+OLDEST_KUBERNETES = "1.26"  # Chart.yaml kubeVersion >=1.26
+
+
+@pytest.fixture(scope="module")
+def kv() -> Any:
+    """kubernetes_validate.utils: Kubernetes' OpenAPI schemas (strict variants) as JSON Schema."""
+    return pytest.importorskip(
+        "kubernetes_validate.utils",
+        reason="kubernetes-validate is not installed (pip install kubernetes-validate): no Kubernetes schemas",
+    )
+
+
+def _validate(kv: Any, obj: Manifest, version: str) -> None:
+    try:
+        kv.validate(obj, version, strict=True)
+    except kv.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.path)
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        pytest.fail(f"{name} invalid for Kubernetes {version} at {where}: {exc.message}")
+
+
+def _validate_service_monitor(sm: Manifest, objects: list[Manifest]) -> None:
+    """No OpenAPI schema ships for the CRD: check what the Prometheus Operator needs to find the agents."""
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    service = only(objects, "Service", "-metrics")
+    labels = service["metadata"]["labels"]
+    assert sm["spec"]["selector"]["matchLabels"].items() <= labels.items(), "ServiceMonitor selects no Service"
+    assert sm["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in sm["spec"]["endpoints"]:
+        assert endpoint["port"] in port_names
+        assert endpoint["path"] == "/metrics"
+        assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels",
+                                 "relabelings", "metricRelabelings"}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendered_object_is_valid_kubernetes(render: Render, kv: Any, variant: str) -> None:
+    objects = render(VARIANTS[variant])
+    assert objects, "nothing rendered"
+    for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            _validate_service_monitor(obj, objects)
+            continue
+        _validate(kv, obj, kv.latest_version())
+        _validate(kv, obj, OLDEST_KUBERNETES)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "hami-mig"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+            assert obj["metadata"]["namespace"], f"{obj['kind']} without a namespace"
+
+
+def test_strict_validation_catches_a_misspelt_field(render: Render, kv: Any) -> None:
+    """The check above would catch a template typo: a misspelt DaemonSet field fails strict validation."""
+    daemonset = copy.deepcopy(only(render(), "DaemonSet"))
+    daemonset["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {"periodSeconds": 1}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(daemonset, kv.latest_version(), strict=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What each variant renders.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_default_objects(render: Render) -> None:
+    objects = render()
+    assert kinds(objects) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "DaemonSet", "Service",
+                              "ServiceAccount"]
+
+
+def test_default_daemonset(render: Render) -> None:
+    objects = render()
+    ds = only(objects, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["serviceAccountName"] == only(objects, "ServiceAccount")["metadata"]["name"]
+    assert pod["hostPID"] is True
+    selector = ds["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+
+    c = agent_container(objects)
+    assert c["image"] == "hami-mig:0.1.0"  # tag defaults to the chart's appVersion
+    assert c["imagePullPolicy"] == "IfNotPresent"
+    assert c["securityContext"]["privileged"] is True
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["NVIDIA_MIG_CONFIG_DEVICES"]["value"] == "all"
+
+    assert args_of(objects) == {
+        "--node-name": "$(NODE_NAME)",
+        "--kubelet-dir": "/var/lib/kubelet/device-plugins",
+        "--device-config": "/etc/hami-mig/device-config.yaml",
+        "--node-config": "/etc/hami-mig/config.json",
+        "--default-mode": "mig",
+        "--backend": "nvml",
+        "--policy": "hami",
+        "--geometries": "config",
+        "--metrics-port": "31993",
+        "--log-level": "info",
+    }
+
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 31993}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+
+
+def _mounts(objects: list[Manifest]) -> dict[str, tuple[str, str | None, bool]]:
+    """mountPath -> (volume name, hostPath or None, readOnly)."""
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    result = {}
+    for m in agent_container(objects)["volumeMounts"]:
+        volume = volumes[m["name"]]  # KeyError = a mount without a volume
+        host = volume.get("hostPath", {}).get("path")
+        result[m["mountPath"]] = (m["name"], host, bool(m.get("readOnly")))
+    mounted = {m["name"] for m in agent_container(objects)["volumeMounts"]}
+    assert mounted == set(volumes), f"volumes never mounted: {set(volumes) - mounted}"
+    return result
+
+
+def test_default_mounts(render: Render) -> None:
+    objects = render()
+    mounts = _mounts(objects)
+    assert mounts["/var/lib/kubelet/device-plugins"][1:] == ("/var/lib/kubelet/device-plugins", False)
+    assert mounts["/dev"][1:] == ("/dev", False)
+    assert mounts["/host/proc/driver/nvidia"][1:] == ("/proc/driver/nvidia", True)
+    assert mounts["/host/proc/driver/nvidia-caps"][1:] == ("/proc/driver/nvidia-caps", True)
+    assert mounts["/etc/hami-mig"][2] is True
+    assert not any(path.startswith("/proc") for path in mounts), "runc refuses mounts under /proc"
+    assert "/var/run/cdi" not in mounts
+
+    # The files the flags name are the ConfigMaps' keys, projected into /etc/hami-mig.
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    config = next(v for v in pod["volumes"] if v["name"] == mounts["/etc/hami-mig"][0])
+    projected = {s["configMap"]["name"]: [i["path"] for i in s["configMap"]["items"]]
+                 for s in config["projected"]["sources"]}
+    device_cm = only(objects, "ConfigMap", "-device-config")
+    node_cm = only(objects, "ConfigMap", "-node-config")
+    assert projected == {device_cm["metadata"]["name"]: ["device-config.yaml"],
+                         node_cm["metadata"]["name"]: ["config.json"]}
+    assert "device-config.yaml" in device_cm["data"] and "config.json" in node_cm["data"]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_agent_accepts_the_rendered_command_line(render: Render, variant: str) -> None:
+    """The DaemonSet's args parse with the agent's own CLI parser (ENTRYPOINT ["hami-mig"] + args)."""
+    cli = pytest.importorskip("hami_mig.cli", reason="hami_mig.cli not importable")
+    pytest.importorskip("hami_mig.cli.device_plugin", reason="the device-plugin subcommand is not there yet")
+    objects = render(VARIANTS[variant])
+    env = {e["name"]: e.get("value", "") for e in agent_container(objects)["env"]}
+    env["NODE_NAME"] = "gpu-node-1"  # what the downward API gives; the kubelet expands $(NODE_NAME)
+    args = [a.replace("$(NODE_NAME)", env["NODE_NAME"]) for a in container_args(objects)]
+    try:
+        parsed = cli.build_parser().parse_args(args)
+    except SystemExit as exc:  # argparse reports an unknown flag or a bad choice this way
+        pytest.fail(f"hami-mig rejects the chart's arguments {args}: exit {exc.code}")
+    assert parsed.command == "device-plugin"
+    assert parsed.node_name == "gpu-node-1"
+    values = VARIANTS[variant]
+    agent = values.get("agent", {})
+    assert parsed.log_level == agent.get("logLevel", "info")
+    assert parsed.policy == agent.get("policy", "hami")
+    assert parsed.geometries == agent.get("geometries", "config")
+    assert parsed.backend == agent.get("backend", "nvml")
+    assert parsed.metrics_port == 31993
+    assert parsed.cdi == values.get("cdi", {}).get("enabled", False)
+    assert parsed.device_config == "/etc/hami-mig/device-config.yaml"
+    assert parsed.node_config == "/etc/hami-mig/config.json"
+
+
+def test_policy_geometries_and_log_level_reach_the_agent(render: Render) -> None:
+    args = args_of(render(VARIANTS["best-fit-any"]))
+    assert (args["--policy"], args["--geometries"], args["--log-level"]) == ("best-fit", "any", "debug")
+
+
+def test_cdi_mounts_the_spec_directory_and_passes_the_flags(render: Render) -> None:
+    objects = render(VARIANTS["cdi"])
+    args = args_of(objects)
+    assert "--cdi" in args and args["--cdi"] is None
+    assert _mounts(objects)["/var/run/cdi"][1:] == ("/var/run/cdi", False)
+    assert "--cdi" not in args_of(render())
+
+    custom = render({"cdi": {"enabled": True, "dir": "/etc/cdi"}})
+    assert _mounts(custom)["/etc/cdi"][1] == "/etc/cdi"
+
+
+def test_minimal_capabilities_mode(render: Render) -> None:
+    objects = render(VARIANTS["minimal-capabilities"])
+    c = agent_container(objects)
+    sc = c["securityContext"]
+    assert sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "allowPrivilegeEscalation" not in sc  # false + CAP_SYS_ADMIN is rejected by the API server
+    assert "/dev" not in _mounts(objects), "host /dev is only mounted for the privileged mode"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["NVIDIA_MIG_CONFIG_DEVICES"] == "all" and env["NVIDIA_MIG_MONITOR_DEVICES"] == "all"
+    assert only(objects, "DaemonSet")["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+
+
+def test_sim_backend_needs_no_driver(render: Render) -> None:
+    objects = render(VARIANTS["sim-demo"])
+    args = args_of(objects)
+    assert args["--backend"] == "sim"
+    assert args["--sim-gpus"] == "A100-SXM4-40GB:2"
+    assert args["--sim-state"] == "/var/lib/hami-mig/sim.json"
+    assert not any(p.startswith("/host/proc") or p == "/dev" for p in _mounts(objects))
+    assert not any(e["name"].startswith("NVIDIA_") for e in agent_container(objects)["env"])
+    # The sim-only flags never reach a real node's agent.
+    nvml = args_of(render({"agent": {"simGpus": "A100-SXM4-40GB:2"}}))
+    assert "--sim-gpus" not in nvml
+
+
+def test_optional_flags(render: Render) -> None:
+    objects = render(VARIANTS["everything"])
+    args = args_of(objects)
+    assert args["--reconcile-interval"] == "10"
+    assert args["--allocate-timeout"] == "12.5"
+    assert "--no-events" in args and "--no-legacy-metrics" in args
+    assert args["--default-mode"] == "hami-core"
+    assert args["--metrics-host"] == "0.0.0.0"
+    assert container_args(objects)[-1] == "--metrics-host=0.0.0.0"  # extra args last
+    for flag in ("--reconcile-interval", "--allocate-timeout", "--no-events", "--no-legacy-metrics"):
+        assert flag not in args_of(render())
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    assert "priorityClassName" not in pod
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert {"name": "PYTHONFAULTHANDLER", "value": "1"} in agent_container(objects)["env"]
+    annotations = only(objects, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.com/team"] == "ml"
+
+
+def test_config_changes_roll_the_daemonset(render: Render) -> None:
+    def checksums(values: dict[str, Any]) -> dict[str, str]:
+        annotations = only(render(values), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+        return {k: v for k, v in annotations.items() if k.startswith("checksum/")}
+
+    base = checksums({})
+    assert len(base) == 2
+    device = checksums({"deviceConfig": {"deviceSplitCount": 7}})
+    assert device["checksum/device-config"] != base["checksum/device-config"]
+    assert device["checksum/node-config"] == base["checksum/node-config"]
+    node = checksums({"nodeConfig": {"nodes": [{"name": "n"}]}})
+    assert node["checksum/node-config"] != base["checksum/node-config"]
+
+
+def test_host_network_off_keeps_node_port_via_host_port(render: Render) -> None:
+    objects = render(VARIANTS["no-host-network"])
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is False and "dnsPolicy" not in pod
+    assert agent_container(objects)["ports"][0]["hostPort"] == 31993
+    assert only(objects, "Service")["spec"]["type"] == "ClusterIP"
+
+
+def test_metrics_service(render: Render) -> None:
+    objects = render()
+    service = only(objects, "Service", "-metrics")
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 31993, "targetPort": "metrics", "protocol": "TCP"}]
+    annotations = service["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "31993"
+    pod_labels = only(objects, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+    moved = render({"agent": {"metricsPort": 9400}})
+    assert only(moved, "Service")["spec"]["ports"][0]["port"] == 9400
+    assert args_of(moved)["--metrics-port"] == "9400"
+    assert agent_container(moved)["ports"][0]["containerPort"] == 9400
+
+
+def test_service_monitor_only_when_enabled(render: Render) -> None:
+    assert not [o for o in render() if o["kind"] == "ServiceMonitor"]
+    objects = render(VARIANTS["service-monitor"])
+    sm = only(objects, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert sm["spec"]["endpoints"][0]["interval"] == "30s"
+
+
+def test_service_monitor_without_service_fails_clearly(chart: Any, helm: Any) -> None:
+    with pytest.raises(helm.HelmError, match=r"needs metrics\.service\.enabled"):
+        chart.render({"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}}, name="x")
+
+
+def test_existing_configmaps_are_used_not_created(render: Render) -> None:
+    objects = render(VARIANTS["existing-configmaps"])
+    assert not [o for o in objects if o["kind"] == "ConfigMap"]
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    names = [s["configMap"]["name"] for v in pod["volumes"] if "projected" in v for s in v["projected"]["sources"]]
+    assert names == ["hami-scheduler-device", "hami-device-plugin"]
+
+
+def test_missing_existing_configmap_name_fails_clearly(chart: Any, helm: Any) -> None:
+    with pytest.raises(helm.HelmError, match=r"deviceConfig\.existingConfigMap is required"):
+        chart.render({"deviceConfig": {"create": False}}, name="x")
+
+
+def test_rbac_can_be_left_to_the_cluster_admin(render: Render) -> None:
+    objects = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "gpu-agent"}})
+    assert kinds(objects) == ["ConfigMap", "ConfigMap", "DaemonSet", "Service"]
+    assert only(objects, "DaemonSet")["spec"]["template"]["spec"]["serviceAccountName"] == "gpu-agent"
+
+
+def test_node_selector_and_tolerations_are_overridable(render: Render) -> None:
+    # Helm merges maps: a user's nodeSelector adds to the default, null removes the default key.
+    objects = render({"nodeSelector": {"nvidia.com/gpu.present": None, "gpu": "mig"}, "tolerations": []})
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"gpu": "mig"}
+    assert "tolerations" not in pod
+
+
+def test_names_follow_the_release(chart: Any) -> None:
+    from tests.deploy.chartutil import parse_manifests
+
+    objects = parse_manifests(chart.render({}, name="gpu", namespace="gpu-system"))
+    assert only(objects, "DaemonSet")["metadata"]["name"] == "gpu-hami-mig"
+    assert {o["metadata"].get("namespace", "gpu-system") for o in objects} == {"gpu-system"}
+    binding = only(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-hami-mig", "namespace": "gpu-system"}]
+    assert binding["roleRef"]["name"] == only(objects, "ClusterRole")["metadata"]["name"]
+
+
+def test_notes_render(render_raw: Callable[..., dict[str, str]]) -> None:
+    notes = render_raw()["hami-mig/templates/NOTES.txt"]
+    assert "curl http://<node-ip>:31993/metrics" in notes
+    assert f"{NAMESPACE}/hami-mig" in notes
+    assert "backend=sim" in render_raw(VARIANTS["sim-demo"])["hami-mig/templates/NOTES.txt"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Node config.json
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_node_config_json(render: Render) -> None:
+    default = json.loads(only(render(), "ConfigMap", "-node-config")["data"]["config.json"])
+    assert default == {"nodeconfig": []}
+    nodes = [
+        {"name": "gpu-1"},
+        {"name": "gpu-2", "operatingmode": "hami-core", "devicesplitcount": 4,
+         "filterdevices": {"uuid": ["GPU-abc"], "index": [1]}},
+    ]
+    configmap = only(render({"nodeConfig": {"nodes": nodes}}), "ConfigMap", "-node-config")
+    rendered = json.loads(configmap["data"]["config.json"])
+    assert rendered == {"nodeconfig": [
+        {"name": "gpu-1", "operatingmode": "mig"},  # nodeConfig.defaultMode
+        {"name": "gpu-2", "operatingmode": "hami-core", "devicesplitcount": 4,
+         "filterdevices": {"uuid": ["GPU-abc"], "index": [1]}},
+    ]}
+
+
+def test_node_config_is_accepted_by_the_agent_parser(render: Render) -> None:
+    nodeconfig = pytest.importorskip("hami_mig.kube.nodeconfig", reason="hami_mig.kube.nodeconfig not available")
+    nodes = [{"name": "gpu-1"}, {"name": "gpu-2", "operatingmode": "mps", "devicesplitcount": 3}]
+    text = only(render({"nodeConfig": {"nodes": nodes}}), "ConfigMap", "-node-config")["data"]["config.json"]
+    parsed = nodeconfig.parse_node_configs(text)
+    assert [(n.name, n.operating_mode, n.device_split_count) for n in parsed] == [("gpu-1", "mig", 10),
+                                                                                  ("gpu-2", "mps", 3)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Grafana dashboard
+# ---------------------------------------------------------------------------------------------------------------------
+
+DASHBOARD_METRICS = (
+    "nodeGPUMigInstance",
+    "hami_mig_free_capacity",
+    "hami_mig_allocate_duration_seconds_bucket",
+    "hami_mig_reshape_operations_total",
+    "hami_mig_nvml_errors_total",
+)
+
+
+def test_dashboard_configmap(render: Render) -> None:
+    assert not [o for o in render() if o["metadata"]["name"].endswith("-dashboard")]
+    cm = only(render(VARIANTS["dashboard"]), "ConfigMap", "-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    shipped = json.loads((CHART_DIR / "dashboards" / "hami-mig.json").read_text(encoding="utf-8"))
+    assert json.loads(cm["data"]["hami-mig.json"]) == shipped
+
+
+def test_dashboard_panels_query_the_agent_metrics() -> None:
+    dashboard = json.loads((CHART_DIR / "dashboards" / "hami-mig.json").read_text(encoding="utf-8"))
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    exprs = []
+    ids = []
+    for panel in dashboard["panels"]:
+        ids.append(panel["id"])
+        assert panel["datasource"]["uid"] == "${datasource}"
+        for target in panel["targets"]:
+            exprs.append(target["expr"])
+            assert target["datasource"]["uid"].strip("${}") in variables
+            for var in ("$node",):
+                if var in target["expr"]:
+                    assert var[1:] in variables
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    for metric in DASHBOARD_METRICS:
+        assert any(metric in e for e in exprs), f"no panel queries {metric}"
+    quantiles = [e for e in exprs if "histogram_quantile" in e and "hami_mig_allocate_duration_seconds_bucket" in e]
+    assert len(quantiles) >= 3
+    assert "__inputs" not in dashboard, "the sidecar loads dashboards as they are: no import placeholders"
+
+
+def test_dashboard_metric_names_are_the_agents() -> None:
+    """Each series the dashboard plots is one the agent's metrics code defines (catches a rename on either side)."""
+    metrics_dir = REPO_ROOT / "hami_mig" / "metrics"
+    if not metrics_dir.is_dir():
+        pytest.skip("hami_mig/metrics does not exist yet")
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted(metrics_dir.glob("*.py")))
+    for metric in DASHBOARD_METRICS:
+        family = metric.removesuffix("_bucket")
+        assert f'"{family}"' in source, f"the dashboard queries {metric} but hami_mig/metrics defines no {family}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# values.yaml and values.schema.json
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_schema_is_draft_07_and_accepts_the_defaults(chart: Any) -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text(encoding="utf-8"))
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    chart.validate_schema({})
+    for values in VARIANTS.values():
+        chart.validate_schema(copy.deepcopy(values))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"agent": {"policy": "worst-fit"}}, "at '/agent/policy': value must be one of 'hami', 'best-fit'"),
+        ({"agent": {"metricsPort": 70000}}, "at '/agent/metricsPort': maximum: got 70,000, want 65,535"),
+        ({"agent": {"metricsPort": 0}}, "at '/agent/metricsPort': minimum: got 0, want 1"),
+        ({"agent": {"geometries": "all"}}, "at '/agent/geometries': value must be one of 'config', 'any'"),
+        ({"agent": {"logLevel": "verbose"}}, "at '/agent/logLevel': value must be one of"),
+        ({"agent": {"backend": "dcgm"}}, "at '/agent/backend': value must be one of 'nvml', 'sim'"),
+        ({"deviceConfig": {"deviceSplitCount": 0}}, "at '/deviceConfig/deviceSplitCount': minimum: got 0, want 1"),
+        ({"deviceConfig": {"deviceSplitCount": "10"}}, "at '/deviceConfig/deviceSplitCount': got string, want integer"),
+        ({"nodeConfig": {"defaultMode": "MIG"}}, "at '/nodeConfig/defaultMode': value must be one of"),
+        ({"nodeConfig": {"nodes": [{"operatingmode": "mig"}]}}, "at '/nodeConfig/nodes/0': missing property 'name'"),
+        ({"securityContext": {"privileged": "yes"}}, "at '/securityContext/privileged': got string, want boolean"),
+        ({"agent": {"polcy": "hami"}}, "additional properties 'polcy' not allowed"),
+        ({"deviceConfig": {"extra": {"deviceSplitCount": 3}}},
+         "at '/deviceConfig/extra/deviceSplitCount': false schema"),
+        ({"deviceConfig": {"knownMigGeometries": [{"models": ["A30"], "allowedGeometries": [[{"name": "1g.6gb",
+                                                                                          "memory": 6144}]]}]}},
+         "missing property 'count'"),
+    ],
+)
+def test_bad_values_fail_at_install_with_the_schema_message(chart: Any, helm: Any, values: dict[str, Any],
+                                                            message: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        chart.render(values, name="hami-mig", namespace=NAMESPACE)
+    assert "values don't meet the specifications of the schema" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_every_default_value_is_described_by_the_schema() -> None:
+    """additionalProperties=false everywhere a typo could hide: every key in values.yaml is in the schema."""
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text(encoding="utf-8"))
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
+
+    def walk(node: Any, sch: dict[str, Any], path: str) -> None:
+        if not isinstance(node, dict) or "properties" not in sch:
+            return
+        for key, value in node.items():
+            assert key in sch["properties"], f"{path}{key} is not in values.schema.json"
+            walk(value, sch["properties"][key], f"{path}{key}.")
+
+    walk(values, schema, "")
+
+
+def test_helm_lint_is_clean(helm: Any) -> None:
+    for values in ({}, VARIANTS["everything"], VARIANTS["minimal-capabilities"]):
+        report = helm.lint(str(CHART_DIR), copy.deepcopy(values), strict=True, namespace=NAMESPACE)
+        assert report["errors"] == []
+        # Severity 1 (info) is only "icon is recommended"; warnings (2) and errors (3) fail.
+        problems = [m for m in report["messages"] if m["severity"] >= 2]
+        assert problems == [], problems
