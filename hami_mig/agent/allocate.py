@@ -31,6 +31,7 @@ from hami_mig.mig.planner import decide, plan_slot
 from hami_mig.mig.request import Request
 from hami_mig.nvml import ApplyError, ApplyResult, HardwareError
 from hami_mig.plugin import (
+    AllocationError,
     ContainerAllocation,
     FailedPreconditionError,
     InvalidRequestError,
@@ -180,6 +181,15 @@ def allocate(device_ids: Sequence[str], config: AgentConfig, ports: Ports, geos:
         raise FailedPreconditionError(str(exc)) from None
     except InputError as exc:
         raise InvalidRequestError(str(exc)) from None
+    try:
+        return _allocate_for(target, pods, started, config, ports, geos)
+    except AllocationError as exc:
+        exc.pod = target.pod  # type: ignore[attr-defined]  # lets the agent post the Event on the pod
+        raise
+
+
+def _allocate_for(target: Target, pods: list[Any], started: float, config: AgentConfig, ports: Ports,
+                  geos: GeometryCache) -> Outcome:
     try:
         inv = ports.inventory(pods)
     except HardwareError as exc:

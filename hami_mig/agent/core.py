@@ -22,7 +22,14 @@ from hami_mig.mig.catalogue import Catalogue, default_catalogue
 from hami_mig.mig.plan import Operation
 from hami_mig.nvml import ApplyError, ApplyResult, HardwareError, NvmlBackend
 from hami_mig.nvml.errors import nvml_error_name
-from hami_mig.plugin import AllocationError, ContainerAllocation, Device, DevicePluginServer, MutableDeviceSource
+from hami_mig.plugin import (
+    AllocationError,
+    ContainerAllocation,
+    Device,
+    DevicePluginServer,
+    InvalidRequestError,
+    MutableDeviceSource,
+)
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "hami-mig.sock"
@@ -117,9 +124,12 @@ class Agent:
             try:
                 outcome = allocate(device_ids, self.config, self._ports(), self.geos)
             except AllocationError as exc:
-                self.stats.observe_allocate(time.monotonic() - started, "failed")
+                rejected = isinstance(exc, InvalidRequestError)
+                self.stats.observe_allocate(time.monotonic() - started, "rejected" if rejected else "failed")
                 log.warning("Allocate %s failed: %s", list(device_ids), exc)
-                self.events.failed(str(exc))
+                pod = getattr(exc, "pod", None)
+                if pod is not None:
+                    self.events.failed_for(pod, str(exc))
                 raise
             self.stats.observe_allocate(outcome.seconds, "reused" if not outcome.reshaped else "allocated")
             self.history = [*self.history[-99:], outcome]
@@ -249,6 +259,3 @@ class Agent:
         if not self._api_ok:
             problems.append("API server not reachable")
         return (not problems, "; ".join(problems) or "ok")
-
-    def api_call_failed_with_nvml(self, exc: BaseException) -> str:
-        return str(exc)

@@ -37,9 +37,6 @@ class EventPoster:
         message = f"container {outcome.target.container}: {'; '.join(outcome.decision.notes)} -> {devices}"
         self._post(outcome.target.pod, reason, message, "Normal")
 
-    def failed(self, message: str) -> None:
-        log.debug("allocation failure (no pod to attach an Event to here): %s", message)
-
     def failed_for(self, pod: Any, message: str) -> None:
         self._post(pod, "MIGAllocateFailed", message, "Warning")
 

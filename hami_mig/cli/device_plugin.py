@@ -18,6 +18,7 @@ from hami_mig.kube.annotations import MODES
 from hami_mig.kube.client import KubeClient, KubeConfigError
 from hami_mig.kube.nodeconfig import node_config_for
 from hami_mig.kube.resources import ResourceNames
+from hami_mig.metrics import AgentStats, MetricsServer, build_registry
 from hami_mig.mig.catalogue import default_catalogue
 from hami_mig.mig.geometry import DeviceConfig, default_device_config, parse_device_config, validate_device_config
 from hami_mig.mig.planner import GEOMETRY_MODES, POLICIES
@@ -105,8 +106,17 @@ def run(args: argparse.Namespace) -> int:
     except KubeConfigError as exc:
         raise CliError(str(exc), EXIT_FAILURE) from None
     backend = open_backend(args)
-    agent = Agent(config, backend, kube, kubelet_dir=args.kubelet_dir)
-    metrics = _start_metrics(agent, args)
+    stats = AgentStats()
+    agent = Agent(config, backend, kube, kubelet_dir=args.kubelet_dir, stats=stats)
+    metrics = None
+    if args.metrics_port:
+        try:
+            metrics = start_metrics(agent, stats, args.metrics_host, args.metrics_port,
+                                    legacy=not args.no_legacy_metrics)
+        except OSError as exc:
+            backend.shutdown()
+            raise CliError(f"--metrics-port {args.metrics_port}: cannot listen: {exc.strerror or exc}",
+                           EXIT_FAILURE) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -123,13 +133,8 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _start_metrics(agent: Agent, args: argparse.Namespace) -> object | None:
-    if not args.metrics_port:
-        return None
-    try:
-        from hami_mig.metrics import serve_agent_metrics  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning("metrics endpoint not available in this build")
-        return None
-    return serve_agent_metrics(agent, host=args.metrics_host, port=args.metrics_port,  # type: ignore[no-any-return]
-                               legacy=not args.no_legacy_metrics)
+def start_metrics(agent: Agent, stats: AgentStats | None, host: str, port: int, *, legacy: bool = True
+                  ) -> MetricsServer:
+    """Serve /metrics, /healthz and /readyz for the agent (the agent's own snapshot and counters)."""
+    registry = build_registry(agent.snapshot, stats, legacy=legacy)
+    return MetricsServer(registry, port=port, host=host, ready_fn=agent.ready).start()

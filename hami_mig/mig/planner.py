@@ -43,9 +43,11 @@ class Candidate:
     def operations(self) -> int:
         return len(self.destroys) + (0 if self.reuse is not None else 1)
 
-    def score(self) -> tuple[int, int, int, int, int]:
-        """best-fit order: smallest covering memory, least future capacity blocked, fewest NVML ops."""
-        return (self.profile.memory_mib, self.blocked, self.operations, self.gpu.index, self.start)
+    def score(self) -> tuple[int, int, int, int, int, int]:
+        """best-fit order: smallest covering memory, least future capacity blocked, fewest NVML ops,
+        then more compute for the same memory (2g.20gb over 1g.20gb: SM slices never run out first)."""
+        return (self.profile.memory_mib, self.blocked, self.operations, -self.profile.compute_slices,
+                self.gpu.index, self.start)
 
 
 # --------------------------------------------------------------------------- request semantics

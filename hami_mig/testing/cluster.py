@@ -109,6 +109,8 @@ class SimCluster:
             response = self.kubelet.allocate(RESOURCE_NAME, ids)
         except Exception as exc:  # grpc.RpcError carries the agent's message
             details = getattr(exc, "details", None)
+            # The kubelet fails a pod whose device Allocate fails (UnexpectedAdmissionError).
+            self.api.set_pod_phase(namespace, name, "Failed")
             return Admission(name, False, error=str(details() if callable(details) else exc))
         envs = dict(response.container_responses[0].envs)
         self.api.set_pod_phase(namespace, name, "Running")

@@ -149,8 +149,10 @@ def test_api_server_down_fails_retryably_and_changes_nothing(cluster: SimCluster
     a = cluster.admit("p")
     assert not a.ok and "retry" in a.error
     assert instances(cluster) == before
+    assert cluster.api.get_pod("default", "p")["status"]["phase"] == "Failed"  # the kubelet's doing
     cluster.api.up()
-    assert cluster.admit("p").ok
+    cluster.submit("p2", {"nvidia.com/gpumem": 8000})
+    assert cluster.admit("p2").ok
 
 
 def test_kubelet_restart_reregisters(cluster: SimCluster) -> None:

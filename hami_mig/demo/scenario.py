@@ -1,0 +1,138 @@
+"""Demo scenarios: a list of steps (submit, finish, delete, restart) in YAML; one is embedded as the default."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from hami_mig.errors import InputError
+
+Action = Literal["submit", "finish", "delete", "restart-agent", "restart-kubelet", "note"]
+ACTIONS: tuple[Action, ...] = ("submit", "finish", "delete", "restart-agent", "restart-kubelet", "note")
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    pod: str = ""
+    limits: Mapping[str, int] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    text: str = ""
+
+    def describe(self) -> str:
+        if self.action == "submit":
+            ask = ", ".join(f"{k.split('/')[-1]}={v}" for k, v in self.limits.items())
+            mode = f" (vgpu-mode {self.annotations['nvidia.com/vgpu-mode']})" if self.annotations else ""
+            return f"submit {self.pod}: {ask}{mode}"
+        if self.action in ("finish", "delete"):
+            return f"{self.action} {self.pod}"
+        if self.action == "note":
+            return self.text
+        return self.action.replace("-", " ")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    sim_gpus: str
+    steps: tuple[Step, ...]
+
+
+DEFAULT_SCENARIO = """
+name: two A100-80GB shared by inference and training pods
+sim_gpus: A100-SXM4-80GB:2
+steps:
+- note: small inference pods each get a 1g instance, carved on demand next to each other
+- submit: infer-a
+  gpumem: 8000
+- submit: infer-b
+  gpumem: 9000
+- note: a 15 GB pod gets a 2-slice instance beside the running ones (HAMi would wait for an idle GPU)
+- submit: embed
+  gpumem: 15000
+- note: a pod that names no memory gets the largest instance, on the GPU left empty by packing
+- submit: whole
+  gpu: 1
+- note: half a GPU does not fit now; the reason says what is in the way
+- submit: train
+  gpumem-percentage: 50
+- finish: whole
+- note: the freed 7g is destroyed and a 3g.40gb carved in its place
+- submit: train-2
+  gpumem-percentage: 50
+- note: requests the node can never serve are refused with a reason, and nothing is touched
+- submit: wrong-mode
+  gpumem: 4000
+  mode: hami-core
+- submit: huge
+  gpumem: 100000
+- finish: infer-a
+- submit: infer-c
+  gpumem: 8000
+- note: the agent restarts and rebuilds its state from NVML and the pod annotations alone
+- restart-agent: {}
+- submit: infer-d
+  gpumem: 4000
+- note: a freed instance of the right size is handed out again with no NVML operation
+- delete: train-2
+- submit: batch
+  gpumem: 30000
+"""
+
+
+_KEYS = (("gpu", "nvidia.com/gpu"), ("gpumem", "nvidia.com/gpumem"),
+         ("gpumem-percentage", "nvidia.com/gpumem-percentage"), ("gpucores", "nvidia.com/gpucores"))
+
+
+def _int(raw: Mapping[str, Any], key: str, where: str) -> int:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{where}.{key}", value, "a whole number")
+    return value
+
+
+def parse_scenario(text: str, source: str = "scenario") -> Scenario:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(source, "<yaml>", f"valid YAML ({exc})") from None
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("steps"), list):
+        raise InputError(source, type(doc).__name__, "a mapping with a `steps:` list")
+    steps: list[Step] = []
+    for n, raw in enumerate(doc["steps"]):
+        where = f"steps[{n}]"
+        if not isinstance(raw, Mapping):
+            raise InputError(where, raw, f"a mapping whose first key is one of {', '.join(ACTIONS)}")
+        action = next((a for a in ACTIONS if a in raw), None)
+        if action is None:
+            raise InputError(where, dict(raw), f"one of the actions {', '.join(ACTIONS)}")
+        if action == "note":
+            steps.append(Step("note", text=str(raw["note"])))
+            continue
+        if action.startswith("restart"):
+            steps.append(Step(action))
+            continue
+        pod = raw[action]
+        if not isinstance(pod, str) or not pod:
+            raise InputError(f"{where}.{action}", pod, "a pod name")
+        if action != "submit":
+            steps.append(Step(action, pod))
+            continue
+        limits: dict[str, int] = {}
+        for key, resource in _KEYS:
+            if key in raw:
+                limits[resource] = _int(raw, key, where)
+        limits.setdefault("nvidia.com/gpu", 1)
+        annotations = {"nvidia.com/vgpu-mode": str(raw["mode"])} if "mode" in raw else {}
+        steps.append(Step("submit", pod, limits, annotations))
+    sim = doc.get("sim_gpus", "A100-SXM4-80GB:2")
+    if not isinstance(sim, str):
+        raise InputError(f"{source}.sim_gpus", sim, "a spec such as 'A100-SXM4-80GB:2'")
+    return Scenario(str(doc.get("name", source)), sim, tuple(steps))
+
+
+def default_scenario() -> Scenario:
+    return parse_scenario(DEFAULT_SCENARIO, "embedded default scenario")
