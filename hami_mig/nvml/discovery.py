@@ -1,0 +1,188 @@
+"""Read what is on the GPUs now: identity, MIG mode, GIs, CIs, MIG device UUIDs and their processes."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+from dataclasses import dataclass
+from typing import Any
+
+from hami_mig.mig.catalogue import GpuModel, Profile
+from hami_mig.nvml import errors as E
+from hami_mig.nvml.device import GpuDevice, HwComputeInstance, HwInstance, MigMode, enable_hint
+from hami_mig.nvml.profiles import ci_profiles, decode, read_model
+
+MIB = 1 << 20
+MIG_ENABLE = 1
+
+
+@dataclass(frozen=True)
+class MigDevice:
+    """One MIG device handle's identity, found by walking `…GetMigDeviceHandleByIndex`."""
+
+    gi_id: int
+    ci_id: int
+    uuid: str
+    memory_mib: int | None
+    processes: tuple[int, ...] | None
+
+
+def mig_mode(nvml: Any, handle: Any) -> tuple[MigMode, bool]:
+    """("enabled"|"disabled"|"pending", whether MIG is active now); a change waits for a reset on Ampere."""
+    try:
+        current, pending = nvml.nvmlDeviceGetMigMode(handle)
+    except nvml.NVMLError as exc:
+        if E.nvml_code(exc) == E.NOT_SUPPORTED:
+            return "disabled", False
+        raise
+    active = int(current) == MIG_ENABLE
+    if int(current) != int(pending):
+        return "pending", active
+    return ("enabled" if active else "disabled"), active
+
+
+def numa_node(nvml: Any, handle: Any) -> int | None:
+    """NUMA node when the binding and driver have it; None otherwise (older pynvml, no NUMA)."""
+    fn = getattr(nvml, "nvmlDeviceGetNumaNodeId", None)
+    if fn is None:
+        return None
+    try:
+        node = int(fn(handle))
+    except nvml.NVMLError:
+        return None
+    return node if node >= 0 else None
+
+
+def processes(nvml: Any, mig_handle: Any) -> tuple[int, ...] | None:
+    """Pids on a MIG device; None when the driver will not say (NO_PERMISSION): callers treat it as busy."""
+    try:
+        procs = nvml.nvmlDeviceGetComputeRunningProcesses(mig_handle)
+    except nvml.NVMLError as exc:
+        if E.nvml_code(exc) in (E.NO_PERMISSION, E.NOT_SUPPORTED):
+            return None
+        raise
+    return tuple(sorted({int(p.pid) for p in procs}))
+
+
+def mig_devices(nvml: Any, handle: Any, *, with_processes: bool = True) -> dict[tuple[int, int], MigDevice]:
+    """Walk MIG device indexes 0..max-1, skipping NOT_FOUND holes (go-nvlib), keyed by (GI id, CI id)."""
+    found: dict[tuple[int, int], MigDevice] = {}
+    for i in range(int(nvml.nvmlDeviceGetMaxMigDeviceCount(handle))):
+        try:
+            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, i)
+        except nvml.NVMLError as exc:
+            if E.nvml_code(exc) == E.NOT_FOUND:
+                continue
+            raise
+        gi_id = int(nvml.nvmlDeviceGetGpuInstanceId(mig))
+        ci_id = int(nvml.nvmlDeviceGetComputeInstanceId(mig))
+        try:
+            memory: int | None = int(nvml.nvmlDeviceGetMemoryInfo(mig).total) // MIB
+        except nvml.NVMLError as exc:
+            if E.nvml_code(exc) not in (E.NO_PERMISSION, E.NOT_SUPPORTED):
+                raise
+            memory = None
+        procs = processes(nvml, mig) if with_processes else ()
+        found[(gi_id, ci_id)] = MigDevice(gi_id, ci_id, decode(nvml.nvmlDeviceGetUUID(mig)), memory, procs)
+    return found
+
+
+def gpu_instances(nvml: Any, handle: Any, profile: Profile) -> list[tuple[Any, Any]]:
+    """(GI handle, GI info) for every GI of one profile; the array must hold instanceCount entries."""
+    size = max(1, profile.max_count)
+    array = (nvml.c_nvmlGpuInstance_t * size)()
+    count = ctypes.c_uint(size)
+    nvml.nvmlDeviceGetGpuInstances(handle, profile.smi_profile_id, array, ctypes.byref(count))
+    return [(array[i], nvml.nvmlGpuInstanceGetInfo(array[i])) for i in range(min(count.value, size))]
+
+
+def find_gpu_instance(nvml: Any, handle: Any, profile: Profile, start: int) -> tuple[Any, Any] | None:
+    return next((gi for gi in gpu_instances(nvml, handle, profile) if int(gi[1].placement.start) == start), None)
+
+
+def compute_instances(nvml: Any, gi: Any) -> list[tuple[Any, Any, Any]]:
+    """(CI handle, CI info, CI profile info) for every CI in a GI, listed per CI profile id."""
+    out: list[tuple[Any, Any, Any]] = []
+    for pinfo in ci_profiles(nvml, gi):
+        size = max(1, int(pinfo.instanceCount))
+        array = (nvml.c_nvmlComputeInstance_t * size)()
+        count = ctypes.c_uint(size)
+        nvml.nvmlGpuInstanceGetComputeInstances(gi, int(pinfo.id), array, ctypes.byref(count))
+        for i in range(min(count.value, size)):
+            out.append((array[i], nvml.nvmlComputeInstanceGetInfo(array[i]), pinfo))
+    return sorted(out, key=lambda c: int(c[1].id))
+
+
+def hw_instances(nvml: Any, handle: Any, model: GpuModel) -> tuple[HwInstance, ...]:
+    """Every GI with its CIs, each CI matched to its MIG device UUID, memory and processes."""
+    devices = mig_devices(nvml, handle)
+    out: list[HwInstance] = []
+    for profile in model.profiles:
+        for gi, info in gpu_instances(nvml, handle, profile):
+            gi_id = int(info.id)
+            cis = []
+            for _ci, cinfo, pinfo in compute_instances(nvml, gi):
+                dev = devices.get((gi_id, int(cinfo.id)))
+                cis.append(
+                    HwComputeInstance(
+                        ci_id=int(cinfo.id),
+                        profile_id=int(pinfo.id),
+                        compute_slices=int(pinfo.sliceCount),
+                        mig_uuid=dev.uuid if dev else None,
+                        memory_mib=dev.memory_mib if dev and dev.memory_mib is not None else profile.memory_mib,
+                        processes=dev.processes if dev else None,
+                    )
+                )
+            out.append(
+                HwInstance(
+                    profile=profile.name,
+                    start=int(info.placement.start),
+                    size=int(info.placement.size),
+                    gi_id=gi_id,
+                    profile_id=int(info.profileId),
+                    compute_slices=profile.compute_slices,
+                    memory_mib=profile.memory_mib,
+                    compute=tuple(cis),
+                )
+            )
+    return tuple(sorted(out, key=lambda i: (i.start, i.profile)))
+
+
+def total_memory_mib(nvml: Any, handle: Any) -> int:
+    try:
+        return int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // MIB
+    except nvml.NVMLError as exc:
+        if E.nvml_code(exc) != E.NO_PERMISSION:
+            raise
+        return 0
+
+
+def read_gpu(nvml: Any, index: int, model: GpuModel | None = None) -> GpuDevice:
+    """One GPU. `model` is a cached profile table (it is fixed while MIG mode is on); read when None."""
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    uuid = decode(nvml.nvmlDeviceGetUUID(handle))
+    name = decode(nvml.nvmlDeviceGetName(handle))
+    memory = total_memory_mib(nvml, handle)
+    mode, active = mig_mode(nvml, handle)
+    node = numa_node(nvml, handle)
+    if not active:
+        message = enable_hint(index)
+        if mode == "pending":
+            message = (f"MIG mode change is pending on GPU {index}: reset the GPU (`nvidia-smi -i {index} -r`) "
+                       "or reboot the node; hami-mig never changes MIG mode itself")
+        return GpuDevice(index, uuid, name, memory, mode, node, message=message)
+    if model is None:
+        model = read_model(nvml, handle, name, memory)
+    message = ""
+    if mode == "pending":
+        message = f"MIG mode will be disabled on GPU {index} at the next reset; hami-mig keeps using it until then"
+    return GpuDevice(index, uuid, name, memory, mode, node, model, hw_instances(nvml, handle, model), message)
+
+
+def unreadable_gpu(nvml: Any, index: int, exc: BaseException) -> GpuDevice:
+    """A GPU that cannot be queried (lost, no permission) is still listed, with the NVML error as its message."""
+    uuid = ""
+    with contextlib.suppress(nvml.NVMLError):
+        uuid = decode(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(index)))
+    return GpuDevice(index, uuid, "", 0, "unknown", None,
+                     message=f"GPU {index} cannot be queried: {E.describe_nvml(exc)}")

@@ -1,0 +1,28 @@
+"""A faithful NVML simulator: stands in for the `pynvml` module (same calls, pynvml's structs and errors)."""
+
+from __future__ import annotations
+
+import os
+
+from hami_mig.testing.nvmlsim.api_device import DeviceCalls
+from hami_mig.testing.nvmlsim.api_mig import MigCalls
+from hami_mig.testing.nvmlsim.faults import KINDS
+from hami_mig.testing.nvmlsim.spec import DEFAULT_SPEC, parse_spec
+
+STATE_ENV = "HAMI_MIG_SIM_STATE"
+
+
+class NvmlSim(DeviceCalls, MigCalls):
+    """Pass it where pynvml goes: `NvmlBackend(NvmlSim("A100-SXM4-80GB:2"))`.
+
+    `state_file` (or $HAMI_MIG_SIM_STATE via `from_env`) shares the GPUs between processes.
+    """
+
+
+def from_env(spec: str | None = None, state_file: str | os.PathLike[str] | None = None, seed: int = 0) -> NvmlSim:
+    """The CLI's simulator: state file from the argument, else $HAMI_MIG_SIM_STATE, else in-process only."""
+    path = state_file if state_file is not None else os.environ.get(STATE_ENV) or None
+    return NvmlSim(spec, seed=seed, state_file=path)
+
+
+__all__ = ["DEFAULT_SPEC", "KINDS", "STATE_ENV", "NvmlSim", "from_env", "parse_spec"]

@@ -1,0 +1,92 @@
+"""The simulated node's whole state as plain data, so it round-trips through a JSON file between processes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATE_VERSION = 1
+
+
+@dataclass
+class SimCi:
+    """A compute instance = a MIG device: its own UUID and the processes running on it."""
+
+    serial: int
+    id: int
+    profile: int  # NVML_COMPUTE_INSTANCE_PROFILE_* (= the CI profile id)
+    start: int
+    size: int
+    uuid: str
+    processes: list[list[int]] = field(default_factory=list)  # [pid, used MiB]
+
+
+@dataclass
+class SimGi:
+    """A GPU instance at a placement; `profile` is the GI profile enum."""
+
+    serial: int
+    id: int
+    profile: int
+    start: int
+    cis: list[SimCi] = field(default_factory=list)
+
+
+@dataclass
+class SimGpu:
+    """One physical GPU: catalogue model, MIG mode, faults that stick to it, and its instances."""
+
+    index: int
+    uuid: str
+    model: str
+    mig_current: int = 1
+    mig_pending: int = 1
+    numa_node: int | None = None
+    lost: bool = False
+    deny_processes: bool = False
+    mig_index_holes: list[int] = field(default_factory=list)
+    gis: list[SimGi] = field(default_factory=list)
+
+
+@dataclass
+class FailRule:
+    """Fail the `nth` matching call (counted from when the rule was added) with NVML error `error`."""
+
+    match: str
+    nth: int
+    error: int
+    gpu: int | None = None
+    seen: int = 0
+
+
+@dataclass
+class SimState:
+    """Everything a second process needs to see the same GPUs."""
+
+    seed: int
+    spec: str
+    gi_ids: str = "heap"
+    next_serial: int = 1
+    gpus: list[SimGpu] = field(default_factory=list)
+    fail_rules: list[FailRule] = field(default_factory=list)
+    version: int = STATE_VERSION
+
+    def serial(self) -> int:
+        value = self.next_serial
+        self.next_serial += 1
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> SimState:
+        if raw.get("version") != STATE_VERSION:
+            raise ValueError(f"simulator state version {raw.get('version')!r}, expected {STATE_VERSION}")
+        gpus = [
+            SimGpu(**{**g, "gis": [SimGi(**{**gi, "cis": [SimCi(**ci) for ci in gi["cis"]]}) for gi in g["gis"]]})
+            for g in raw["gpus"]
+        ]
+        rules = [FailRule(**r) for r in raw.get("fail_rules", [])]
+        return cls(seed=int(raw["seed"]), spec=str(raw["spec"]), gi_ids=str(raw.get("gi_ids", "heap")),
+                   next_serial=int(raw["next_serial"]), gpus=gpus, fail_rules=rules)
