@@ -92,7 +92,7 @@ def test_maps_are_string_to_string() -> None:
     response = api_pb2.DESCRIPTOR.message_types_by_name["ContainerAllocateResponse"]
     for field in ("envs", "annotations"):
         entry = response.fields_by_name[field].message_type
-        assert entry.GetOptions().map_entry
+        assert entry is not None and entry.GetOptions().map_entry
         assert [(f.name, f.type) for f in entry.fields] == [("key", STRING), ("value", STRING)]
 
 
