@@ -49,7 +49,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--allocate-timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--no-events", action="store_true", help="do not post Kubernetes Events on pods")
-    p.add_argument("--no-legacy-metrics", action="store_true", help="do not emit HAMi's camelCase metric names")
+    p.add_argument("--no-legacy-metrics", action="store_true",
+                   help="do not emit HAMi's camelCase series (nodeGPUMigInstance, GPUDeviceMemoryLimit, ...)")
+    p.add_argument("--no-v29-metrics", action="store_true",
+                   help="do not emit HAMi v2.9's hami_node_gpu_mig_instance_info")
     p.set_defaults(func=run)
 
 
@@ -112,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         try:
             metrics = start_metrics(agent, stats, args.metrics_host, args.metrics_port,
-                                    legacy=not args.no_legacy_metrics)
+                                    legacy=not args.no_legacy_metrics, v29=not args.no_v29_metrics)
         except OSError as exc:
             backend.shutdown()
             raise CliError(f"--metrics-port {args.metrics_port}: cannot listen: {exc.strerror or exc}",
@@ -133,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def start_metrics(agent: Agent, stats: AgentStats | None, host: str, port: int, *, legacy: bool = True
-                  ) -> MetricsServer:
+def start_metrics(agent: Agent, stats: AgentStats | None, host: str, port: int, *, legacy: bool = True,
+                  v29: bool = True) -> MetricsServer:
     """Serve /metrics, /healthz and /readyz for the agent (the agent's own snapshot and counters)."""
-    registry = build_registry(agent.snapshot, stats, legacy=legacy)
+    registry = build_registry(agent.snapshot, stats, legacy=legacy, v29=v29)
     return MetricsServer(registry, port=port, host=host, ready_fn=agent.ready).start()
