@@ -14,6 +14,7 @@ import socket
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -253,75 +254,84 @@ class DevicePluginServer:
                 self._socket_path.unlink()
 
     async def _supervise(self) -> None:
-        loop = asyncio.get_running_loop()
-        serve_failures = register_failures = 0
-        next_serve = next_register = 0.0
-        seen_kubelet = _identity(self._kubelet_socket)
-        registered_kubelet: SocketIdentity | None = None
-        opened_before_register = 0
-        waiting_logged = False
+        """Keeps the socket served and registered with whichever kubelet is current; never gives up."""
+        watch = _WatchState(seen_kubelet=_identity(self._kubelet_socket))
         while True:
             try:
-                now = loop.time()
-                if (self._server is None or _identity(self._socket_path) != self._socket_id) and now >= next_serve:
-                    if self._server is not None:
-                        logger.warning("socket %s was removed or replaced (kubelet restart?); serving it again",
-                                       self._socket_path)
-                    self._set_registered(False)
-                    try:
-                        await self._stop_server(self._restart_grace)
-                        await self._serve()
-                        serve_failures, next_register = 0, 0.0
-                    except Exception as error:
-                        serve_failures += 1
-                        delay = self._backoff.delay(serve_failures)
-                        next_serve = loop.time() + delay
-                        logger.error("cannot serve %s (attempt %d): %s; retrying in %.2f s",
-                                     self._socket_path, serve_failures, error, delay)
-
-                kubelet = _identity(self._kubelet_socket)
-                if kubelet != seen_kubelet:
-                    seen_kubelet = kubelet
-                    if kubelet is not None:
-                        logger.info("new %s appeared", self._kubelet_socket)
-                        register_failures, next_register = 0, 0.0
-                if self._registered and kubelet != registered_kubelet:
-                    logger.warning("kubelet restarted (%s replaced); registering %s again",
-                                   self._kubelet_socket, self._resource_name)
-                    self._set_registered(False)
-                if (self._registered and self._streams.opened_total > opened_before_register
-                        and self._streams.idle_for() >= self._stream_loss_grace):
-                    logger.warning("the kubelet's ListAndWatch stream for %s ended; registering again",
-                                   self._resource_name)
-                    self._set_registered(False)
-
+                await self._keep_serving(watch)
+                kubelet = self._notice_kubelet(watch)
                 if not self._registered and self._server is not None:
-                    if kubelet is None:
-                        if not waiting_logged:
-                            logger.info("waiting for %s to register %s", self._kubelet_socket, self._resource_name)
-                            waiting_logged = True
-                    elif loop.time() >= next_register:
-                        waiting_logged = False
-                        opened_before_register = self._streams.opened_total
-                        request = register_request(self._resource_name, self._socket_name, self._options)
-                        try:
-                            await register_with_kubelet(self._kubelet_socket, request, self._register_timeout)
-                        except RegistrationError as error:
-                            register_failures += 1
-                            delay = self._backoff.delay(register_failures)
-                            next_register = loop.time() + delay
-                            logger.warning("registration attempt %d failed: %s; retrying in %.2f s",
-                                           register_failures, error, delay)
-                        else:
-                            registered_kubelet, register_failures = kubelet, 0
-                            self._set_registered(True)
-                            logger.info("registered %s with the kubelet (endpoint %s)",
-                                        self._resource_name, self._socket_name)
+                    await self._try_register(watch, kubelet)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("device plugin supervisor error for %s; continuing", self._resource_name)
             await asyncio.sleep(self._poll_interval)
+
+    async def _keep_serving(self, watch: _WatchState) -> None:
+        """Serves a fresh socket when ours was deleted (the kubelet wipes them when it restarts)."""
+        now = asyncio.get_running_loop().time()
+        if (self._server is not None and _identity(self._socket_path) == self._socket_id) or now < watch.next_serve:
+            return
+        if self._server is not None:
+            logger.warning("socket %s was removed or replaced (kubelet restart?); serving it again", self._socket_path)
+        self._set_registered(False)
+        try:
+            await self._stop_server(self._restart_grace)
+            await self._serve()
+        except Exception as error:
+            watch.serve_failures += 1
+            delay = self._backoff.delay(watch.serve_failures)
+            watch.next_serve = now + delay
+            logger.error("cannot serve %s (attempt %d): %s; retrying in %.2f s",
+                         self._socket_path, watch.serve_failures, error, delay)
+        else:
+            watch.serve_failures, watch.next_register = 0, 0.0
+
+    def _notice_kubelet(self, watch: _WatchState) -> SocketIdentity | None:
+        """Drops the registration when the kubelet restarted or its stream is gone; returns kubelet.sock's id."""
+        kubelet = _identity(self._kubelet_socket)
+        if kubelet != watch.seen_kubelet:
+            watch.seen_kubelet = kubelet
+            if kubelet is not None:
+                logger.info("new %s appeared", self._kubelet_socket)
+                watch.register_failures, watch.next_register = 0, 0.0
+        if self._registered and kubelet != watch.registered_kubelet:
+            logger.warning("kubelet restarted (%s replaced); registering %s again",
+                           self._kubelet_socket, self._resource_name)
+            self._set_registered(False)
+        if (self._registered and self._streams.opened_total > watch.opened_before_register
+                and self._streams.idle_for() >= self._stream_loss_grace):
+            # The kubelet never reopens a stream that ended; only a new registration brings it back.
+            logger.warning("the kubelet's ListAndWatch stream for %s ended; registering again", self._resource_name)
+            self._set_registered(False)
+        return kubelet
+
+    async def _try_register(self, watch: _WatchState, kubelet: SocketIdentity | None) -> None:
+        """One Register attempt when the kubelet is there and the backoff allows it."""
+        loop = asyncio.get_running_loop()
+        if kubelet is None:
+            if not watch.waiting_logged:
+                logger.info("waiting for %s to register %s", self._kubelet_socket, self._resource_name)
+                watch.waiting_logged = True
+            return
+        if loop.time() < watch.next_register:
+            return
+        watch.waiting_logged = False
+        watch.opened_before_register = self._streams.opened_total
+        request = register_request(self._resource_name, self._socket_name, self._options)
+        try:
+            await register_with_kubelet(self._kubelet_socket, request, self._register_timeout)
+        except RegistrationError as error:
+            watch.register_failures += 1
+            delay = self._backoff.delay(watch.register_failures)
+            watch.next_register = loop.time() + delay
+            logger.warning("registration attempt %d failed: %s; retrying in %.2f s",
+                           watch.register_failures, error, delay)
+            return
+        watch.registered_kubelet, watch.register_failures = kubelet, 0
+        self._set_registered(True)
+        logger.info("registered %s with the kubelet (endpoint %s)", self._resource_name, self._socket_name)
 
     def _set_registered(self, value: bool) -> None:
         with self._state:
@@ -329,6 +339,20 @@ class DevicePluginServer:
                 self._registrations += 1
             self._registered = value
             self._state.notify_all()
+
+
+@dataclass
+class _WatchState:
+    """What the supervisor remembers between ticks."""
+
+    seen_kubelet: SocketIdentity | None = None
+    registered_kubelet: SocketIdentity | None = None
+    opened_before_register: int = 0
+    serve_failures: int = 0
+    register_failures: int = 0
+    next_serve: float = 0.0
+    next_register: float = 0.0
+    waiting_logged: bool = False
 
 
 def _identity(path: Path) -> SocketIdentity | None:
