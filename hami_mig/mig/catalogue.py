@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -94,12 +94,12 @@ class GpuModel:
                 self.name, name, nearest_profile(self, name), [p.name for p in self.profiles]
             ) from None
 
-    @property
+    @cached_property
     def plannable(self) -> tuple[Profile, ...]:
         """Profiles the planner may create: every one except the media-extension variants."""
         return tuple(p for p in self.profiles if not p.media_extension)
 
-    @property
+    @cached_property
     def largest(self) -> Profile:
         """The largest single-instance profile: what a request for a whole GPU gets."""
         return max(self.plannable, key=lambda p: (p.memory_mib, p.compute_slices))

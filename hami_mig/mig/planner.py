@@ -45,7 +45,7 @@ class Candidate:
 
     def score(self) -> tuple[int, int, int, int, int, int]:
         """best-fit order: smallest covering memory, least future capacity blocked, fewest NVML ops,
-        then more compute for the same memory (2g.20gb over 1g.20gb: SM slices never run out first)."""
+        then more compute among otherwise equal placements (SM slices never run out first)."""
         return (self.profile.memory_mib, self.blocked, self.operations, -self.profile.compute_slices,
                 self.gpu.index, self.start)
 
@@ -73,7 +73,8 @@ def core_share(profile: Profile, model: GpuModel) -> int:
 def cores_ok(request: Request, profile: Profile, model: GpuModel, configured: int = 0) -> bool:
     if not request.cores:
         return True
-    return (configured or core_share(profile, model)) >= request.cores
+    # A config `core` value (HAMi's 98 for an A100-80GB 7g) never makes a slot look worse than the hardware.
+    return max(configured, core_share(profile, model)) >= request.cores
 
 
 def needed_mib(request: Request, model: GpuModel) -> int:
@@ -98,12 +99,7 @@ def _blocked_weight(lay: Layouts, fixed: int, m: int) -> int:
     Only placements still open around the in-use instances count; weighting by size keeps small
     requests off the placements that whole-GPU and half-GPU requests need.
     """
-    total = 0
-    for p in lay.model.plannable:
-        for _s, pm in lay.placements(p.name):
-            if pm & m and not pm & fixed:
-                total += p.memory_slices
-    return total
+    return lay.blocked_weight(fixed, m)
 
 
 def _at(gpu: GpuState, lay: Layouts, fixed: int, profile: Profile, start: int, **where: int | None) -> Candidate:
@@ -171,7 +167,11 @@ def config_candidates(
             if first_only and found:
                 # Reuse a free instance if it is one of the slot's valid placements, else fewest ops;
                 # then the placement that keeps the most configured geometries possible.
-                return [min(found, key=lambda c: (c.operations, -_geometries_kept(gpu, c, geometries), c.start))]
+                fewest = min(c.operations for c in found)
+                found = [c for c in found if c.operations == fewest]
+                if len(found) == 1:
+                    return found
+                return [min(found, key=lambda c: (-_geometries_kept(gpu, c, geometries), c.start))]
             for c in found:
                 seen.add((c.profile.name, c.start))
             out += found
@@ -209,6 +209,9 @@ def _why_not(gpu: GpuState, request: Request, geos: GpuGeometries | None, mode: 
     covering = [p for p in model.plannable if covers(p, model, request)]
     if not covering:
         return f"{head}: needs {need} MiB; the largest profile is {model.largest.name} ({model.largest.memory_mib} MiB)"
+    if not any(cores_ok(request, p, model) for p in covering):
+        best = max(core_share(p, model) for p in covering)
+        return f"{head}: needs {request.cores}% of the SMs; the profiles with {need} MiB or more offer at most {best}%"
     lay = for_model(model)
     fixed = lay.occupied(i.key() for i in gpu.in_use())
     placeable = [p for p in model.plannable if lay.free_starts(p.name, fixed)]
@@ -255,27 +258,35 @@ def decide(
             reason=f"asks for {request.count} instances on {request.count} distinct GPUs; "
             f"the node has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}",
         )
-    geos = {g.index: geometries(g) for g in gpus} if geometries is not None and mode == "config" else {}
+    geos: dict[int, GpuGeometries] = {}
     per_gpu: dict[int, list[Candidate]] = {}
-    for gpu in gpus:
-        per_gpu[gpu.index] = _candidates(gpu, request, geos.get(gpu.index), policy, mode)
+
+    def geometries_of(gpu: GpuState) -> GpuGeometries | None:
+        if mode != "config" or geometries is None:
+            return None
+        if gpu.index not in geos:
+            geos[gpu.index] = geometries(gpu)
+        return geos[gpu.index]
+
+    def candidates(gpu: GpuState) -> list[Candidate]:  # computed lazily: `hami` stops at the first fits
+        if gpu.index not in per_gpu:
+            per_gpu[gpu.index] = _candidates(gpu, request, geometries_of(gpu), policy, mode)
+        return per_gpu[gpu.index]
 
     chosen: list[Candidate] = []
     if policy == "hami":
         for gpu in gpus:
             if len(chosen) == request.count:
                 break
-            cands = per_gpu[gpu.index]
+            cands = candidates(gpu)
             if cands:
                 chosen.append(cands[0] if mode == "config" else min(cands, key=Candidate.score))
     else:
-        best = sorted(
-            (min(c, key=Candidate.score) for c in per_gpu.values() if c), key=Candidate.score
-        )
+        best = sorted((min(c, key=Candidate.score) for g in gpus if (c := candidates(g))), key=Candidate.score)
         chosen = best[: request.count]
 
     if len(chosen) < request.count:
-        reasons = [_why_not(g, request, geos.get(g.index), mode) for g in gpus if not per_gpu[g.index]]
+        reasons = [_why_not(g, request, geometries_of(g), mode) for g in gpus if not candidates(g)]
         got = f"only {len(chosen)} of {request.count} GPUs can host it; " if request.count > 1 and chosen else ""
         return Decision(False, reason=f"no MIG instance for {request.describe()}: {got}" + "; ".join(reasons))
     return _decision(chosen)
