@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from hami_mig.agent.config import RESOURCE_NAME, AgentConfig
 from hami_mig.agent.events import EventPoster
 from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
 from hami_mig.agent.node import gpumem_capacity, node_annotations
+from hami_mig.agent.operability import Operability
 from hami_mig.agent.records import holdings
 from hami_mig.agent.snapshot import NodeSnapshot
 from hami_mig.agent.view import build_snapshot
@@ -74,7 +76,8 @@ class Agent:
         self.stats: Stats = stats or NullStats()
         self.geos = GeometryCache(config, catalogue or default_catalogue())
         self.source = MutableDeviceSource()
-        self.events = EventPoster(kube, enabled=config.events)
+        self.events = EventPoster(kube, enabled=config.events, policy=config.policy)
+        self.ops = Operability(config, backend, kube, self.events)  # CDI, MIG mode, GPU Operator, IN_USE holders
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -82,7 +85,7 @@ class Agent:
         self._snapshot = NodeSnapshot(node=config.node_name)
         self._api_ok = False
         self._nvml_ok = False
-        self.history: list[Outcome] = []  # recent successful allocations (demo, debugging); bounded
+        self.history: list[Outcome] = []  # the last 20 successful allocations (demo, debugging)
         kwargs: dict[str, Any] = {} if kubelet_dir is None else {"kubelet_dir": kubelet_dir}
         self.server = DevicePluginServer(RESOURCE_NAME, SOCKET_NAME, self.source, self, **kwargs)
 
@@ -132,7 +135,7 @@ class Agent:
                     self.events.failed_for(pod, str(exc))
                 raise
             self.stats.observe_allocate(outcome.seconds, "reused" if not outcome.reshaped else "allocated")
-            self.history = [*self.history[-99:], outcome]
+            self.history = [*self.history[-19:], outcome]
             log.info("Allocate for %s container %d: %s -> %s", outcome.target.key, outcome.target.container,
                      "; ".join(outcome.decision.notes), ",".join(outcome.mig_uuids))
             self.events.allocated(outcome)
@@ -141,7 +144,7 @@ class Agent:
 
     def _ports(self) -> Ports:
         return Ports(list_pods=self._list_pods, inventory=self._inventory, apply=self._apply,
-                     patch_pod=self._patch_pod)
+                     patch_pod=self._patch_pod, prepare=self.ops.prepare)
 
     def _list_pods(self) -> list[Any]:
         try:
@@ -163,7 +166,8 @@ class Agent:
             self._nvml_ok = False
             raise HardwareError(f"NVML: {exc}") from None
         self._nvml_ok = True
-        return read_inventory(devices, holdings(pods), self.config)
+        return read_inventory(devices, holdings(pods), self.config, step_back=self.ops.step_back,
+                              notes=self.ops.notes())
 
     def _apply(self, ops: Sequence[Operation], protected: Sequence[str]) -> ApplyResult:
         try:
@@ -172,9 +176,13 @@ class Agent:
             self.stats.count_reshape(ops[0].op if ops else "create", "failed")
             if exc.code is not None:
                 self.stats.count_nvml_error(nvml_error_name(exc.code))
-            raise
+            detailed = self.ops.explain_in_use(exc, ops)  # names who holds the GPU on IN_USE
+            if detailed is exc:
+                raise
+            raise detailed from None
         for step in result.steps:
             self.stats.count_reshape(step.op.op, "ok")
+        self.ops.after_apply(result)
         return result
 
     def _patch_pod(self, pod: Any, annotations: dict[str, str | None]) -> None:
@@ -202,6 +210,7 @@ class Agent:
             except ApiError as exc:
                 log.warning("reconcile: API server unreachable (%s); GPUs stay as they are", exc)
                 pods = None
+            self.ops.refresh_node()
             try:
                 inv = self._inventory(pods or [])
             except HardwareError as exc:
@@ -209,8 +218,12 @@ class Agent:
                 self._snapshot = NodeSnapshot(node=self.config.node_name, registered=self.server.registered,
                                               api_ok=self._api_ok, taken_at=time.time())
                 return
+            if self.ops.manage_modes(inv, pods_known=pods is not None):
+                with contextlib.suppress(HardwareError):  # a MIG mode or instances changed: read them again
+                    inv = self._inventory(pods or [])
             if pods is not None:
                 self._check_records(inv)
+            self.ops.sync_cdi(inv)
             self._update(inv, pods or [])
             self._publish(inv)
 

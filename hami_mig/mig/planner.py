@@ -287,6 +287,8 @@ def decide(
 
     if len(chosen) < request.count:
         reasons = [_why_not(g, request, geometries_of(g), mode) for g in gpus if not candidates(g)]
+        if len(reasons) > 3:  # an Event or log line stays readable on an 8-GPU node
+            reasons = [*reasons[:3], f"and {len(reasons) - 3} more GPUs with no room either"]
         got = f"only {len(chosen)} of {request.count} GPUs can host it; " if request.count > 1 and chosen else ""
         return Decision(False, reason=f"no MIG instance for {request.describe()}: {got}" + "; ".join(reasons))
     return _decision(chosen)
