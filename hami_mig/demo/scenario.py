@@ -87,6 +87,9 @@ _KEYS = (("gpu", "nvidia.com/gpu"), ("gpumem", "nvidia.com/gpumem"),
          ("gpumem-percentage", "nvidia.com/gpumem-percentage"), ("gpucores", "nvidia.com/gpucores"))
 
 
+_ALLOWED_KEYS: dict[str, set[str]] = {"submit": {"submit", "mode", *(k for k, _ in _KEYS)}}
+
+
 def _int(raw: Mapping[str, Any], key: str, where: str) -> int:
     value = raw[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -102,6 +105,7 @@ def parse_scenario(text: str, source: str = "scenario") -> Scenario:
     if not isinstance(doc, Mapping) or not isinstance(doc.get("steps"), list):
         raise InputError(source, type(doc).__name__, "a mapping with a `steps:` list")
     steps: list[Step] = []
+    submitted: set[str] = set()
     for n, raw in enumerate(doc["steps"]):
         where = f"steps[{n}]"
         if not isinstance(raw, Mapping):
@@ -109,6 +113,11 @@ def parse_scenario(text: str, source: str = "scenario") -> Scenario:
         action = next((a for a in ACTIONS if a in raw), None)
         if action is None:
             raise InputError(where, dict(raw), f"one of the actions {', '.join(ACTIONS)}")
+        allowed = _ALLOWED_KEYS.get(action, {action})
+        unknown = sorted(set(map(str, raw)) - allowed)
+        if unknown:
+            raise InputError(f"{where}.{unknown[0]}", raw[unknown[0]],
+                             f"a {action} step takes only: {', '.join(sorted(allowed))}")
         if action == "note":
             steps.append(Step("note", text=str(raw["note"])))
             continue
@@ -119,8 +128,13 @@ def parse_scenario(text: str, source: str = "scenario") -> Scenario:
         if not isinstance(pod, str) or not pod:
             raise InputError(f"{where}.{action}", pod, "a pod name")
         if action != "submit":
+            if pod not in submitted:
+                raise InputError(f"{where}.{action}", pod, "the name of a pod submitted in an earlier step")
             steps.append(Step(action, pod))
             continue
+        if pod in submitted:
+            raise InputError(f"{where}.submit", pod, "a pod name not used before in this scenario")
+        submitted.add(pod)
         limits: dict[str, int] = {}
         for key, resource in _KEYS:
             if key in raw:

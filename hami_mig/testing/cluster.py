@@ -104,7 +104,11 @@ class SimCluster:
         pod = self.api.get_pod(namespace, name)
         limits = pod["spec"]["containers"][0].get("resources", {}).get("limits", {})
         n = count if count is not None else int(limits.get(self.config.names.count, 1))
-        ids = self.free_device_ids(n)
+        try:
+            ids = self.free_device_ids(n)
+        except RuntimeError as exc:  # the kubelet itself refuses: not enough nvidia.com/gpu devices left
+            self.api.set_pod_phase(namespace, name, "Failed")
+            return Admission(name, False, error=str(exc))
         try:
             response = self.kubelet.allocate(RESOURCE_NAME, ids)
         except Exception as exc:  # grpc.RpcError carries the agent's message
