@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 from hami_mig.testing.nvmlsim.api_device import DeviceCalls
 from hami_mig.testing.nvmlsim.api_mig import MigCalls
@@ -19,10 +20,22 @@ class NvmlSim(DeviceCalls, MigCalls):
     """
 
 
+CRASH_ENV = "HAMI_MIG_SIM_CRASH_BEFORE"
+
+
 def from_env(spec: str | None = None, state_file: str | os.PathLike[str] | None = None, seed: int = 0) -> NvmlSim:
-    """The CLI's simulator: state file from the argument, else $HAMI_MIG_SIM_STATE, else in-process only."""
+    """The CLI's simulator: state file from the argument, else $HAMI_MIG_SIM_STATE, else in-process only.
+
+    $HAMI_MIG_SIM_CRASH_BEFORE=`MATCH:N` (e.g. `mutating:3`) SIGKILLs this process just before the Nth
+    matching call: the crash tests use it to stop the agent right after a given NVML step.
+    """
     path = state_file if state_file is not None else os.environ.get(STATE_ENV) or None
-    return NvmlSim(spec, seed=seed, state_file=path)
+    sim = NvmlSim(spec, seed=seed, state_file=path)
+    crash = os.environ.get(CRASH_ENV)
+    if crash:
+        match, _, nth = crash.rpartition(":")
+        sim.on_call(match, int(nth), lambda: os.kill(os.getpid(), signal.SIGKILL))
+    return sim
 
 
-__all__ = ["DEFAULT_SPEC", "KINDS", "STATE_ENV", "NvmlSim", "from_env", "parse_spec"]
+__all__ = ["CRASH_ENV", "DEFAULT_SPEC", "KINDS", "STATE_ENV", "NvmlSim", "from_env", "parse_spec"]
