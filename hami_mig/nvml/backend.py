@@ -15,14 +15,17 @@ from hami_mig.nvml import errors as E
 from hami_mig.nvml.apply import ApplyResult, apply_plan
 from hami_mig.nvml.device import GpuDevice, enable_hint
 from hami_mig.nvml.discovery import read_gpu, unreadable_gpu
+from hami_mig.nvml.holders import GpuHolder, gpu_minor, gpu_processes, nvml_holders
 from hami_mig.nvml.locks import GpuLocks
+from hami_mig.nvml.migmode import MigDeviceNodes, MigModeChange, mig_device_nodes, set_mig_mode
 from hami_mig.nvml.profiles import decode
 
 
 class NvmlBackend:
     """Wraps a pynvml-like module (real pynvml, or the simulator in tests) with discovery and safe apply.
 
-    Never changes MIG mode. Profile tables are cached per GPU UUID: the driver fixes them while MIG is on.
+    Changes MIG mode only through `set_mig_mode` (the agent's opt-in `--manage-mig-mode`). Profile tables
+    are cached per GPU UUID: the driver fixes them while MIG is on.
     """
 
     def __init__(self, nvml: Any = None) -> None:
@@ -116,3 +119,33 @@ class NvmlBackend:
     def apply(self, operations: Iterable[Operation], protected: Collection[str] = ()) -> ApplyResult:
         """Run a plan under the per-GPU locks, rolling back this plan's creations on any failure."""
         return apply_plan(self, tuple(operations), protected)
+
+    def set_mig_mode(self, index: int, enable: bool) -> MigModeChange:
+        """nvmlDeviceSetMigMode under the GPU's lock; the caller checked the GPU is idle. Never resets a GPU."""
+        handle, uuid = self.handle(index)
+        with self.locks.hold([uuid]):
+            change = set_mig_mode(self.nvml, handle, index, enable)
+        with self._models_guard:  # the profile table is re-read once the new mode is active
+            self._models.pop(uuid, None)
+        return change
+
+    # -- facts for CDI specs and IN_USE reports ----------------------------------------------------
+    def mig_device_nodes(self, mig_uuid: str) -> MigDeviceNodes:
+        return mig_device_nodes(self.nvml, mig_uuid)
+
+    def gpu_minor(self, index: int) -> int | None:
+        handle, _uuid = self.handle(index)
+        return gpu_minor(self.nvml, handle)
+
+    def gpu_processes(self, index: int) -> tuple[int, ...] | None:
+        """Pids on the physical GPU; None when NVML will not say (treat as busy)."""
+        handle, _uuid = self.handle(index)
+        try:
+            return gpu_processes(self.nvml, handle)
+        except self.nvml.NVMLError as exc:
+            raise E.HardwareError(f"GPU {index}: {E.describe_nvml(exc)}", E.nvml_code(exc)) from None
+
+    def holders(self, index: int, proc_root: str = "/proc") -> list[GpuHolder]:
+        """Processes NVML reports on GPU `index` and its MIG devices, named from `proc_root`."""
+        handle, _uuid = self.handle(index)
+        return nvml_holders(self.nvml, handle, proc_root, gpu_label=f"GPU {index}")

@@ -169,7 +169,7 @@ def read_gpu(nvml: Any, index: int, model: GpuModel | None = None) -> GpuDevice:
         message = enable_hint(index)
         if mode == "pending":
             message = (f"MIG mode change is pending on GPU {index}: reset the GPU (`nvidia-smi -i {index} -r`) "
-                       "or reboot the node; hami-mig never changes MIG mode itself")
+                       "or reboot the node; hami-mig never resets a GPU")
         return GpuDevice(index, uuid, name, memory, mode, node, message=message)
     if model is None:
         model = read_model(nvml, handle, name, memory)

@@ -105,7 +105,7 @@ class NvmlUnavailableError(HardwareError):
 
 
 class MigDisabledError(HardwareError):
-    """The GPU is not in MIG mode; the agent never changes MIG mode itself."""
+    """The GPU is not in MIG mode; the agent changes MIG mode only with --manage-mig-mode, on an idle GPU."""
 
 
 class InstanceBusyError(HardwareError):

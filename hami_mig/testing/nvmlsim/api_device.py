@@ -72,6 +72,11 @@ class DeviceCalls(SimCore):
         return self._gpu(state, handle, allow_mig=False).index
 
     @nvml_call
+    def nvmlDeviceGetMinorNumber(self, state: SimState, handle: Any) -> int:
+        gpu = self._gpu(state, handle, allow_mig=False)
+        return gpu.index if gpu.minor is None else gpu.minor
+
+    @nvml_call
     def nvmlDeviceGetName(self, state: SimState, handle: Any) -> str:
         mig = self._mig(state, handle)
         if mig is None:
@@ -114,14 +119,15 @@ class DeviceCalls(SimCore):
 
     @nvml_call
     def nvmlDeviceSetMigMode(self, state: SimState, device: Any, mode: int) -> int:
-        """Hopper+ switches at once; Ampere stays pending until `reset_gpu` [I: as if another client held it]."""
+        """Hopper+ switches at once; Ampere, or a GPU with processes, stays pending until `reset_gpu`
+        [I: as if another client held it]."""
         gpu = self._gpu(state, device, allow_mig=False)
         if mode not in (0, 1):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         if mode == 0 and gpu.gis:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_IN_USE)
         gpu.mig_pending = mode
-        if _ampere(gpu) and gpu.mig_current != mode:
+        if (_ampere(gpu) or gpu.gpu_processes) and gpu.mig_current != mode:
             return int(pynvml.NVML_ERROR_IN_USE)
         gpu.mig_current = mode
         return int(pynvml.NVML_SUCCESS)
@@ -188,6 +194,11 @@ class DeviceCalls(SimCore):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
         pairs = [(gi, ci) for gi in gpu.gis for ci in gi.cis] if mig is None else [(mig[1], mig[2])]
         out = []
+        if mig is None:
+            for pid, used in gpu.gpu_processes:
+                info = pynvml.c_nvmlProcessInfo_v2_t(pid=pid, usedGpuMemory=used * MIB, gpuInstanceId=0xFFFFFFFF,
+                                                     computeInstanceId=0xFFFFFFFF)
+                out.append(pynvml.nvmlStructToFriendlyObject(info))
         for gi, ci in pairs:
             for pid, used in ci.processes:
                 info = pynvml.c_nvmlProcessInfo_v2_t(pid=pid, usedGpuMemory=used * MIB, gpuInstanceId=gi.id,

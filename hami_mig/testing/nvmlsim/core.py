@@ -208,8 +208,16 @@ class SimCore:
         self._edit_gpu(index, deny_processes=deny)
 
     def set_mig_mode(self, index: int, current: int, pending: int | None = None) -> None:
-        """Force a MIG mode for a test (the agent itself never changes it)."""
+        """Force a MIG mode for a test (the agent changes it only through nvmlDeviceSetMigMode)."""
         self._edit_gpu(index, mig_current=current, mig_pending=current if pending is None else pending)
+
+    def set_gpu_processes(self, index: int, pids: Iterable[int], used_mib: int = 512) -> None:
+        """Processes on the physical GPU outside any MIG device (a non-MIG GPU at work, or a monitor)."""
+        self._edit_gpu(index, gpu_processes=[[int(p), used_mib] for p in pids])
+
+    def set_minor(self, index: int, minor: int) -> None:
+        """The GPU's /dev/nvidia<minor> number (defaults to its index)."""
+        self._edit_gpu(index, minor=minor)
 
     def set_mig_index_holes(self, index: int, holes: Iterable[int]) -> None:
         """MIG device indexes that answer NOT_FOUND (the devices after them shift up)."""

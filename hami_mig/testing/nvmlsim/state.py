@@ -46,6 +46,8 @@ class SimGpu:
     deny_processes: bool = False
     mig_index_holes: list[int] = field(default_factory=list)
     gis: list[SimGi] = field(default_factory=list)
+    minor: int | None = None  # /dev/nvidia<minor>; None: same as the index
+    gpu_processes: list[list[int]] = field(default_factory=list)  # [pid, used MiB] outside any MIG device
 
 
 @dataclass
