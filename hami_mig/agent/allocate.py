@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hami_mig.agent.cdi import CdiError
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.inventory import GeometryCache, Inventory
 from hami_mig.agent.pods import NoTargetError, Target, find_target
@@ -26,10 +27,12 @@ from hami_mig.kube.annotations import (
 )
 from hami_mig.kube.errors import ApiConflict, ApiError, ApiUnavailable
 from hami_mig.kube.resources import check_vgpu_mode, container_request, pod_containers
+from hami_mig.mig.explain import failure_reason
 from hami_mig.mig.plan import Decision, Operation
 from hami_mig.mig.planner import decide, plan_slot
 from hami_mig.mig.request import Request
 from hami_mig.nvml import ApplyError, ApplyResult, HardwareError
+from hami_mig.nvml.errors import IN_USE
 from hami_mig.plugin import (
     AllocationError,
     ContainerAllocation,
@@ -51,6 +54,7 @@ class Outcome:
     mig_uuids: tuple[str, ...]
     applied: ApplyResult | None
     seconds: float
+    request: Request | None = None
 
     @property
     def reshaped(self) -> bool:
@@ -62,11 +66,13 @@ class Ports:
 
     def __init__(self, list_pods: Callable[[], list[Any]], inventory: Callable[[list[Any]], Inventory],
                  apply: Callable[[Sequence[Operation], Sequence[str]], ApplyResult],
-                 patch_pod: Callable[[Any, dict[str, str | None]], None]) -> None:
+                 patch_pod: Callable[[Any, dict[str, str | None]], None],
+                 prepare: Callable[[Sequence[str]], None] | None = None) -> None:
         self.list_pods = list_pods
         self.inventory = inventory
         self.apply = apply
         self.patch_pod = patch_pod
+        self.prepare = prepare or (lambda _uuids: None)  # e.g. CDI specs on disk before anything names them
 
 
 def _request_for(target: Target, config: AgentConfig) -> Request:
@@ -113,7 +119,8 @@ def plan(target: Target, inv: Inventory, config: AgentConfig, geos: GeometryCach
         raise FailedPreconditionError(f"pod {target.key}: this node has no GPU that hami-mig manages ({reasons})")
     decision = decide(inv.states, request, geos, policy=config.policy, mode=config.geometries)
     if not decision.fits:
-        raise ResourceExhaustedError(f"pod {target.key}: {decision.reason}")
+        why = failure_reason(inv.states, request, geos, config.geometries)  # what would have been needed
+        raise ResourceExhaustedError(f"pod {target.key}: {why}")
     return request, decision
 
 
@@ -190,33 +197,55 @@ def allocate(device_ids: Sequence[str], config: AgentConfig, ports: Ports, geos:
 
 def _allocate_for(target: Target, pods: list[Any], started: float, config: AgentConfig, ports: Ports,
                   geos: GeometryCache) -> Outcome:
-    try:
-        inv = ports.inventory(pods)
-    except HardwareError as exc:
-        raise UnavailableError(f"pod {target.key}: cannot read the GPUs: {exc}") from None
-    request, decision = plan(target, inv, config, geos)
-    if time.monotonic() - started > config.allocate_timeout_s:
-        raise UnavailableError(
-            f"pod {target.key}: planning outlasted {config.allocate_timeout_s:.0f}s; nothing changed")
+    attempt = 0
+    while True:  # re-plan after NVML IN_USE: a transient holder (DCGM polling, a process exiting) may let go
+        try:
+            inv = ports.inventory(pods)
+        except HardwareError as exc:
+            raise UnavailableError(f"pod {target.key}: cannot read the GPUs: {exc}") from None
+        request, decision = plan(target, inv, config, geos)
+        if time.monotonic() - started > config.allocate_timeout_s:
+            raise UnavailableError(
+                f"pod {target.key}: planning outlasted {config.allocate_timeout_s:.0f}s; nothing changed")
 
-    applied: ApplyResult | None = None
-    if decision.operations:
+        applied: ApplyResult | None = None
+        if not decision.operations:
+            break
         try:
             applied = ports.apply(decision.operations, tuple(inv.held))
+            break
         except ApplyError as exc:
-            raise UnavailableError(f"pod {target.key}: {exc}") from None
+            delay = in_use_retry(exc, attempt, started, config)
+            if delay is None:
+                tries = f" (gave up after {attempt + 1} tries)" if attempt else ""
+                raise UnavailableError(f"pod {target.key}: {exc}{tries}") from None
+            log.info("pod %s: GPU in use (%s); re-planning in %.1fs", target.key, exc, delay)
+            time.sleep(delay)
+            attempt += 1
         except HardwareError as exc:
             raise UnavailableError(f"pod {target.key}: {exc}") from None
     try:
         uuids = _mig_uuids(decision, applied)
+        ports.prepare(uuids)
         ports.patch_pod(target.pod, record_patch(target, decision, uuids, request.cores or 0))
-    except (ApiError, HardwareError) as exc:
+    except (ApiError, HardwareError, CdiError) as exc:
         _undo(ports, applied)
         again = " (the pod changed meanwhile)" if isinstance(exc, ApiConflict) else ""
         kind = "retryable" if isinstance(exc, ApiUnavailable | ApiConflict) else "failed"
         raise UnavailableError(f"pod {target.key}: could not record the allocation{again} ({kind}): {exc}; "
                                "the new instance was removed again") from None
-    return Outcome(target, decision, uuids, applied, time.monotonic() - started)
+    return Outcome(target, decision, uuids, applied, time.monotonic() - started, request)
+
+
+def in_use_retry(exc: ApplyError, attempt: int, started: float, config: AgentConfig) -> float | None:
+    """Seconds to wait before re-planning after an IN_USE failure, or None to give up (not IN_USE, tries
+    used up, or the wait would outlast the Allocate timeout)."""
+    if exc.code != IN_USE or attempt >= len(config.in_use_backoff_s):
+        return None
+    delay = config.in_use_backoff_s[attempt]
+    if time.monotonic() - started + delay >= config.allocate_timeout_s:
+        return None
+    return delay
 
 
 def _undo(ports: Ports, applied: ApplyResult | None) -> None:

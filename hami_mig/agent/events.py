@@ -1,4 +1,5 @@
-"""Kubernetes Events that explain each Allocate, posted off the Allocate path and rate-limited."""
+"""Kubernetes Events that explain each Allocate (on the pod) and MIG-mode / coexistence changes (on the Node),
+posted off the Allocate path and rate-limited."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hami_mig.agent.messages import allocated_message
 from hami_mig.kube.client import KubeClient, ObjectRef
 from hami_mig.kube.errors import ApiError
+from hami_mig.kube.node_events import create_node_event
 
 if TYPE_CHECKING:
     from hami_mig.agent.allocate import Outcome
@@ -17,11 +21,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class NodeRef:
+    """An Event about the Node rather than a pod."""
+
+    name: str
+
+
 class EventPoster:
     """A bounded queue and one worker thread: Allocate never waits for the API server to take an Event."""
 
-    def __init__(self, kube: KubeClient, *, enabled: bool = True, per_second: float = 5.0, burst: int = 20) -> None:
+    def __init__(self, kube: KubeClient, *, enabled: bool = True, per_second: float = 5.0, burst: int = 20,
+                 policy: str = "hami") -> None:
         self._kube = kube
+        self._policy = policy
         self._enabled = enabled
         self._queue: queue.Queue[tuple[Any, str, str, str] | None] = queue.Queue(maxsize=256)
         self._rate = per_second
@@ -33,12 +46,14 @@ class EventPoster:
 
     def allocated(self, outcome: Outcome) -> None:
         reason = "MIGReshaped" if outcome.reshaped else "MIGAllocated"
-        devices = ", ".join(outcome.mig_uuids)
-        message = f"container {outcome.target.container}: {'; '.join(outcome.decision.notes)} -> {devices}"
-        self._post(outcome.target.pod, reason, message, "Normal")
+        self._post(outcome.target.pod, reason, allocated_message(outcome, self._policy), "Normal")
 
     def failed_for(self, pod: Any, message: str) -> None:
-        self._post(pod, "MIGAllocateFailed", message, "Warning")
+        self._post(pod, "MIGAllocateFailed", " ".join(message.split()), "Warning")
+
+    def node(self, node: str, reason: str, message: str, kind: str = "Normal") -> None:
+        """An Event on the Node (MIG mode changes, stepping back from the GPU Operator)."""
+        self._post(NodeRef(node), reason, " ".join(message.split()), kind)
 
     def _post(self, pod: Any, reason: str, message: str, kind: str) -> None:
         if not self._enabled:
@@ -63,13 +78,18 @@ class EventPoster:
             item = self._queue.get()
             if item is None:
                 return
-            pod, reason, message, kind = item
-            meta = pod.metadata
+            about, reason, message, kind = item
             try:
+                if isinstance(about, NodeRef):
+                    create_node_event(self._kube, about.name, reason, message, type=kind)  # type: ignore[arg-type]
+                    continue
+                meta = about.metadata
                 self._kube.create_event(ObjectRef(meta.namespace, meta.name, meta.uid or ""), reason, message,
                                         type=kind)  # type: ignore[arg-type]
             except ApiError as exc:
-                log.debug("event %s for %s/%s not posted: %s", reason, meta.namespace, meta.name, exc)
+                log.debug("event %s not posted: %s", reason, exc)
+            except Exception:  # a malformed object must not kill the worker; Allocate never sees this
+                log.exception("event %s not posted", reason)
 
     def close(self) -> None:
         if self._thread is not None:

@@ -28,23 +28,34 @@ class Inventory:
         return next((s for s in self.states if s.uuid == uuid), None)
 
 
-def unmanaged_reason(dev: GpuDevice, config: AgentConfig) -> str | None:
-    if config.mode != MODE_MIG:
-        return f"node operating mode is {config.mode!r}, not 'mig'"
+def unmanaged_reason(dev: GpuDevice, config: AgentConfig, step_back: str | None = None,
+                     note: str = "") -> str | None:
+    """Why hami-mig leaves this GPU alone, or None when it manages it. `step_back`: the GPU Operator owns
+    the node; `note`: what MIG-mode management is doing about this GPU (waiting, pending reset ...)."""
     if config.filtered(dev.uuid, dev.index):
         return "listed in the node config's filterdevices"
+    if step_back:
+        return step_back
+    mode, explicit = config.mode_of(dev.uuid, dev.index)
+    if mode != MODE_MIG:
+        if explicit:
+            why = f"the node config's gpus list sets GPU {dev.index} to {mode!r}, not 'mig'"
+            return f"{why}; {note}" if note else why
+        return f"node operating mode is {config.mode!r}, not 'mig'"
     if dev.mig_mode != "enabled" or dev.model is None:
-        return dev.message or f"MIG mode is {dev.mig_mode}"
+        why = dev.message or f"MIG mode is {dev.mig_mode}"
+        return f"{why}; {note}" if note else why
     return None
 
 
 def read_inventory(
-    devices: Sequence[GpuDevice], held: Mapping[str, tuple[Holder, HeldInstance]], config: AgentConfig
+    devices: Sequence[GpuDevice], held: Mapping[str, tuple[Holder, HeldInstance]], config: AgentConfig, *,
+    step_back: str | None = None, notes: Mapping[str, str] | None = None,
 ) -> Inventory:
     states: list[GpuState] = []
     unmanaged: dict[int, str] = {}
     for dev in devices:
-        why = unmanaged_reason(dev, config)
+        why = unmanaged_reason(dev, config, step_back, (notes or {}).get(dev.uuid, ""))
         if why is not None:
             unmanaged[dev.index] = why
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from hami_mig.agent.config import AgentConfig
@@ -22,10 +23,25 @@ def node_devices(inv: Inventory, config: AgentConfig) -> list[NodeDevice]:
     ]
 
 
+GPUS_ANNOTATION = "hami-mig.io/gpus"
+
+
+def gpu_status(inv: Inventory, config: AgentConfig) -> str:
+    """hami-mig's own per-GPU status, for people and tools: every GPU, managed or not, and why not.
+
+    `[{"index": 0, "uuid": "GPU-…", "mode": "mig", "migMode": "pending", "managed": false, "reason": "…"}]`
+    """
+    managed = {s.uuid for s in inv.states}
+    rows = [{"index": d.index, "uuid": d.uuid, "mode": config.mode_of(d.uuid, d.index)[0], "migMode": d.mig_mode,
+             "managed": d.uuid in managed, "reason": inv.unmanaged.get(d.index, "")} for d in inv.devices]
+    return json.dumps(rows, separators=(",", ":"))
+
+
 def node_annotations(inv: Inventory, config: AgentConfig) -> dict[str, str | None]:
     return {
         NODE_REGISTER: encode_node_register(node_devices(inv, config)),
         NODE_HANDSHAKE: Handshake.reported().encode(),
+        GPUS_ANNOTATION: gpu_status(inv, config),
     }
 
 

@@ -45,7 +45,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="config: only knownMigGeometries (default); any: every layout the hardware allows")
     p.add_argument("--metrics-port", type=int, default=31993, help="port of /metrics, /healthz, /readyz (0: off)")
     p.add_argument("--metrics-host", default="0.0.0.0", help="address the metrics endpoint binds")
-    p.add_argument("--cdi", action="store_true", help="answer Allocate with CDI device names")
+    p.add_argument("--cdi", action="store_true",
+                   help="answer Allocate with CDI device names (nvidia.com/gpu=MIG-<uuid>) and write a CDI spec "
+                   "per instance into --cdi-dir before answering")
+    p.add_argument("--cdi-dir", default="/var/run/cdi", metavar="DIR",
+                   help="host CDI spec directory the agent writes hami-mig_<MIG-uuid>.json into (default: %(default)s)")
+    p.add_argument("--mig-minors", default="/proc/driver/nvidia-caps/mig-minors", metavar="FILE",
+                   help="the driver's MIG capability minors table, for the CDI specs' /dev/nvidia-caps nodes "
+                   "(default: %(default)s)")
+    p.add_argument("--proc-root", default="/proc", metavar="DIR",
+                   help="procfs to read process names, open GPU files and /proc/devices from (default: %(default)s)")
+    p.add_argument("--manage-mig-mode", action="store_true",
+                   help="enable MIG on idle GPUs whose node-config mode is mig, and disable it on idle GPUs that "
+                   "config.json's gpus list sets to another mode; never resets a GPU (Ampere: change stays pending)")
+    p.add_argument("--ignore-gpu-operator", action="store_true",
+                   help="manage MIG even on nodes the GPU Operator's MIG manager labels (nvidia.com/mig.config ...)")
     p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--allocate-timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--no-events", action="store_true", help="do not post Kubernetes Events on pods")
@@ -93,6 +107,9 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         filter_uuids=node.filter_uuids, filter_indices=node.filter_indices, policy=args.policy,
         geometries=args.geometries, names=names, cdi=args.cdi, allocate_timeout_s=args.allocate_timeout,
         reconcile_interval_s=args.reconcile_interval, events=not args.no_events,
+        gpu_modes=node.gpu_modes if args.node_config and _listed(text, args.node_name) else (),
+        cdi_dir=args.cdi_dir, mig_minors_path=args.mig_minors, proc_root=args.proc_root,
+        manage_mig_mode=args.manage_mig_mode, ignore_gpu_operator=args.ignore_gpu_operator,
     )
 
 

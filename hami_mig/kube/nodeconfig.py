@@ -1,4 +1,10 @@
-"""The device-plugin node ConfigMap (`config.json`): which mode a node runs in and which GPUs it leaves alone."""
+"""The device-plugin node ConfigMap (`config.json`): which mode a node runs in and which GPUs it leaves alone.
+
+hami-mig extension, ignored by HAMi's own device plugin (Go's JSON decoder skips unknown keys): a
+per-node `gpus` list sets the operating mode of single GPUs, e.g.
+`"gpus": [{"index": 1, "operatingmode": "hami-core"}, {"uuid": "GPU-…", "operatingmode": "mig"}]`.
+A GPU not listed runs in the node's `operatingmode`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,18 @@ DEFAULT_SPLIT_COUNT = 10
 
 
 @dataclass(frozen=True)
+class GpuMode:
+    """One `gpus` entry: the operating mode of the GPU with this UUID or index."""
+
+    mode: str
+    uuid: str | None = None
+    index: int | None = None
+
+    def selects(self, uuid: str, index: int) -> bool:
+        return (self.uuid is not None and self.uuid == uuid) or (self.index is not None and self.index == index)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """One node's entry; a node not listed gets the defaults (hami-core, the device-config's split count)."""
 
@@ -26,6 +44,8 @@ class NodeConfig:
     device_memory_scaling: float | None = None
     device_core_scaling: float | None = None
     mig_strategy: str | None = None
+    gpu_modes: tuple[GpuMode, ...] = ()
+    """hami-mig's per-GPU `gpus` list; a UUID entry wins over an index entry."""
     extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     """Other HAMi keys we do not act on, as (key, JSON text), so a check can list them."""
 
@@ -36,6 +56,18 @@ class NodeConfig:
     def filters(self, uuid: str, index: int) -> bool:
         """True when the GPU is listed in filterdevices and must not be managed."""
         return uuid in self.filter_uuids or index in self.filter_indices
+
+    def mode_of(self, uuid: str, index: int) -> tuple[str, bool]:
+        """(operating mode of one GPU, whether a `gpus` entry names it explicitly)."""
+        return gpu_mode(self.gpu_modes, self.operating_mode, uuid, index)
+
+
+def gpu_mode(rules: tuple[GpuMode, ...], default: str, uuid: str, index: int) -> tuple[str, bool]:
+    """The mode of one GPU under `rules` (UUID entries first, then index entries), else `default`."""
+    for rule in sorted(rules, key=lambda r: r.uuid is None):
+        if rule.selects(uuid, index):
+            return rule.mode, True
+    return default, False
 
 
 _MODES_ALLOWED = f"one of {', '.join(MODES)}"
@@ -70,7 +102,7 @@ def node_config_for(text: str, node_name: str, default_split_count: int = DEFAUL
 
 
 _KNOWN = {"name", "operatingmode", "devicesplitcount", "filterdevices", "devicememoryscaling", "devicecorescaling",
-          "migstrategy"}
+          "migstrategy", "gpus"}
 
 
 def _parse_entry(position: int, entry: object, default_split_count: int) -> NodeConfig:
@@ -100,6 +132,7 @@ def _parse_entry(position: int, entry: object, default_split_count: int) -> Node
         device_memory_scaling=_optional_number(where, "devicememoryscaling", entry.get("devicememoryscaling")),
         device_core_scaling=_optional_number(where, "devicecorescaling", entry.get("devicecorescaling")),
         mig_strategy=_optional_str(where, "migstrategy", entry.get("migstrategy")),
+        gpu_modes=_parse_gpu_modes(where, entry.get("gpus")),
         extra=extra,
     )
 
@@ -118,6 +151,38 @@ def _parse_filters(where: str, filters: Any) -> tuple[tuple[str, ...], tuple[int
     ):
         raise InputError(f"{where} filterdevices.index", indices, "a list of GPU indices (whole numbers >= 0)")
     return tuple(uuids), tuple(indices)
+
+
+def _parse_gpu_modes(where: str, raw: Any) -> tuple[GpuMode, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InputError(f"{where} gpus", raw, 'a list like [{"index": 0, "operatingmode": "mig"}]')
+    out: list[GpuMode] = []
+    seen: set[tuple[str, object]] = set()
+    for n, item in enumerate(raw):
+        field = f"{where} gpus[{n}]"
+        if not isinstance(item, dict):
+            raise InputError(field, item, 'an object like {"index": 0, "operatingmode": "mig"} or {"uuid": "GPU-…", …}')
+        uuid, index = item.get("uuid"), item.get("index")
+        if (uuid is None) == (index is None):
+            raise InputError(field, item, "exactly one of uuid or index")
+        if uuid is not None and (not isinstance(uuid, str) or not uuid):
+            raise InputError(f"{field}.uuid", uuid, "a GPU UUID string")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+            raise InputError(f"{field}.index", index, "a GPU index (whole number >= 0)")
+        mode = item.get("operatingmode")
+        if mode not in MODES:
+            raise InputError(f"{field}.operatingmode", mode, _MODES_ALLOWED)
+        unknown = sorted(set(item) - {"uuid", "index", "operatingmode"})
+        if unknown:
+            raise InputError(f"{field}", ", ".join(unknown), "only uuid, index and operatingmode")
+        key = ("uuid", uuid) if uuid is not None else ("index", index)
+        if key in seen:
+            raise InputError(f"{field}", f"{key[0]} {key[1]}", "each GPU listed once")
+        seen.add(key)
+        out.append(GpuMode(mode=mode, uuid=uuid, index=index))
+    return tuple(out)
 
 
 def _optional_number(where: str, key: str, value: Any) -> float | None:

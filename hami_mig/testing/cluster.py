@@ -31,14 +31,17 @@ class Admission:
     devices: tuple[str, ...] = ()
     envs: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    cdi_devices: tuple[str, ...] = ()
 
 
 class SimCluster:
     """One simulated node. Use as a context manager; `agent` is the real Agent object."""
 
     def __init__(self, config: AgentConfig, *, sim_gpus: str = "A100-SXM4-80GB:2", state_file: str | None = None,
-                 seed: int = 0, stats: Stats | None = None, workdir: str | None = None) -> None:
+                 seed: int = 0, stats: Stats | None = None, workdir: str | None = None,
+                 node_labels: Mapping[str, str] | None = None) -> None:
         self.config = config
+        self.node_labels = {"nvidia.com/gpu.present": "true", **(node_labels or {})}
         self._tmp = tempfile.TemporaryDirectory(prefix="hm-", dir=workdir or "/tmp")
         self.dir = Path(self._tmp.name)
         self.kubelet_dir = self.dir / "dp"
@@ -63,7 +66,7 @@ class SimCluster:
 
     def start(self) -> None:
         self.api.start()
-        self.api.add_node(self.config.node_name, labels={"nvidia.com/gpu.present": "true"})
+        self.api.add_node(self.config.node_name, labels=self.node_labels)
         self.kubelet.start()
         self.backend.init()
         self.start_agent()
@@ -117,11 +120,12 @@ class SimCluster:
             self.api.set_pod_phase(namespace, name, "Failed")
             return Admission(name, False, error=str(details() if callable(details) else exc))
         envs = dict(response.container_responses[0].envs)
+        cdi = tuple(d.name for d in response.container_responses[0].cdi_devices)
         self.api.set_pod_phase(namespace, name, "Running")
         devices = tuple(envs.get("HAMI_MIG_DEVICES", "").split(",")) if envs.get("HAMI_MIG_DEVICES") else ()
         self._used.update(ids)
         self._by_pod[(namespace, name)] = ids
-        return Admission(name, True, devices, envs)
+        return Admission(name, True, devices, envs, cdi_devices=cdi)
 
     def finish(self, name: str, namespace: str = "default", *, delete: bool = False) -> None:
         """The pod's containers exit (or it is deleted): its devices go back to the kubelet's pool."""
