@@ -5,6 +5,10 @@ name them. With `--cdi` the agent writes `<cdi-dir>/hami-mig_<MIG-uuid>.json` be
 answers with `nvidia.com/gpu=<MIG-uuid>` (nvidia-ctk's `uuid` device-name strategy), and removes the
 file when the instance is destroyed. Each file is written to a temporary name and renamed, so a
 runtime scanning the directory never reads half a spec.
+
+The spec carries device nodes only. The driver's user-space libraries come from the spec that
+`nvidia-ctk cdi generate` writes for the node: with `--cdi-base-spec` its top-level containerEdits
+(library mounts, hooks) are copied into every per-instance spec.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hami_mig.errors import HamiMigError
 from hami_mig.nvml.migmode import MigDeviceNodes
@@ -88,6 +94,33 @@ def build_spec(dev: MigDeviceNodes, minors: Mapping[str, int], major: int | None
     }
 
 
+def load_base_edits(path: Path) -> dict[str, Any]:
+    """The top-level containerEdits of a CDI spec file (YAML or JSON), e.g. nvidia-ctk's generated one."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CdiError(f"--cdi-base-spec {path}: cannot read a CDI spec: {exc}") from None
+    edits = doc.get("containerEdits") if isinstance(doc, dict) else None
+    if not isinstance(edits, dict):
+        raise CdiError(f"--cdi-base-spec {path}: no top-level containerEdits (driver library mounts, hooks) in it; "
+                       "generate it with `nvidia-ctk cdi generate`")
+    return edits
+
+
+def merge_edits(own: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """Own edits plus the base spec's, without duplicates; the base's NVIDIA_VISIBLE_DEVICES never wins."""
+    out: dict[str, Any] = {k: list(v) for k, v in own.items()}
+    env = [e for e in base.get("env") or [] if isinstance(e, str) and not e.startswith("NVIDIA_VISIBLE_DEVICES=")]
+    out["env"] = out.get("env", []) + [e for e in env if e not in out.get("env", [])]
+    paths = {n["path"] for n in out.get("deviceNodes", [])}
+    out["deviceNodes"] = out.get("deviceNodes", []) + [n for n in base.get("deviceNodes") or []
+                                                       if isinstance(n, dict) and n.get("path") not in paths]
+    for key in ("mounts", "hooks"):
+        if base.get(key):
+            out[key] = list(base[key])
+    return out
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a hidden temporary name in the same directory, fsync, chmod, rename over `path`."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -106,10 +139,12 @@ class CdiSpecs:
 
     def __init__(self, directory: str | os.PathLike[str] = DEFAULT_CDI_DIR,
                  mig_minors: str | os.PathLike[str] = DEFAULT_MIG_MINORS,
-                 proc_devices: str | os.PathLike[str] = "/proc/devices") -> None:
+                 proc_devices: str | os.PathLike[str] = "/proc/devices",
+                 base_spec: str | os.PathLike[str] | None = None) -> None:
         self.directory = Path(directory)
         self.mig_minors = Path(mig_minors)
         self.proc_devices = Path(proc_devices)
+        self.base_spec = Path(base_spec) if base_spec else None
         self._minors: dict[str, int] = {}
 
     def path_for(self, mig_uuid: str) -> Path:
@@ -136,6 +171,9 @@ class CdiSpecs:
         gpu = dev.gpu_minor if dev.gpu_minor is not None else dev.gpu_index
         minors, major = self._tables(f"gpu{gpu}/gi{dev.gi_id}/ci{dev.ci_id}/access")
         spec = build_spec(dev, minors, major)
+        if self.base_spec is not None:  # read each time: nvidia-ctk regenerates it after a driver upgrade
+            device = spec["devices"][0]
+            device["containerEdits"] = merge_edits(device["containerEdits"], load_base_edits(self.base_spec))
         path = self.path_for(dev.mig_uuid)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

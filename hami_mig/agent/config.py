@@ -31,6 +31,7 @@ class AgentConfig:
     events: bool = True
     gpu_modes: tuple[GpuMode, ...] = ()  # config.json `gpus`: per-GPU operating modes (hami-mig extension)
     cdi_dir: str = "/var/run/cdi"
+    cdi_base_spec: str = ""  # nvidia-ctk's generated spec: its driver-library mounts and hooks go into ours
     mig_minors_path: str = "/proc/driver/nvidia-caps/mig-minors"
     proc_root: str = "/proc"  # process names, open device files, /proc/devices
     manage_mig_mode: bool = False  # enable/disable MIG on idle GPUs to match the node config; never resets

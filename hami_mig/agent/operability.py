@@ -33,8 +33,8 @@ class Operability:
         self.backend = backend
         self.kube = kube
         self.events = events
-        self.cdi = (CdiSpecs(config.cdi_dir, config.mig_minors_path, Path(config.proc_root) / "devices")
-                    if config.cdi else None)
+        self.cdi = (CdiSpecs(config.cdi_dir, config.mig_minors_path, Path(config.proc_root) / "devices",
+                             config.cdi_base_spec or None) if config.cdi else None)
         self.modes = MigModeManager(config, backend, notify=self._node_event)
         self.step_back: str | None = None  # why every GPU is left alone (the GPU Operator owns MIG here)
         self._ignored = False

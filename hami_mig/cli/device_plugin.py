@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "per instance into --cdi-dir before answering")
     p.add_argument("--cdi-dir", default="/var/run/cdi", metavar="DIR",
                    help="host CDI spec directory the agent writes hami-mig_<MIG-uuid>.json into (default: %(default)s)")
+    p.add_argument("--cdi-base-spec", default="", metavar="FILE",
+                   help="a CDI spec made by `nvidia-ctk cdi generate`; its top-level containerEdits (driver library "
+                   "mounts, hooks) are copied into every per-instance spec (default: none, device nodes only)")
     p.add_argument("--mig-minors", default="/proc/driver/nvidia-caps/mig-minors", metavar="FILE",
                    help="the driver's MIG capability minors table, for the CDI specs' /dev/nvidia-caps nodes "
                    "(default: %(default)s)")
@@ -108,7 +111,8 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         geometries=args.geometries, names=names, cdi=args.cdi, allocate_timeout_s=args.allocate_timeout,
         reconcile_interval_s=args.reconcile_interval, events=not args.no_events,
         gpu_modes=node.gpu_modes if args.node_config and _listed(text, args.node_name) else (),
-        cdi_dir=args.cdi_dir, mig_minors_path=args.mig_minors, proc_root=args.proc_root,
+        cdi_dir=args.cdi_dir, cdi_base_spec=args.cdi_base_spec, mig_minors_path=args.mig_minors,
+        proc_root=args.proc_root,
         manage_mig_mode=args.manage_mig_mode, ignore_gpu_operator=args.ignore_gpu_operator,
     )
 

@@ -184,3 +184,49 @@ def test_gpu_minor_from_nvml_names_the_device_node(make_cluster: MakeCluster, tm
         spec = spec_files(tmp_path / "cdi")[a.devices[0]]
         paths = [n["path"] for n in spec["devices"][0]["containerEdits"]["deviceNodes"]]
         assert "/dev/nvidia4" in paths and "/dev/nvidia0" not in paths
+
+
+NVIDIA_CTK_SPEC = """\
+cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+containerEdits:
+  env:
+  - NVIDIA_VISIBLE_DEVICES=void
+  - NVIDIA_CTK_LIBCUDA_DIR=/usr/lib/x86_64-linux-gnu
+  deviceNodes:
+  - path: /dev/nvidiactl
+  - path: /dev/nvidia-modeset
+  hooks:
+  - hookName: createContainer
+    path: /usr/bin/nvidia-cdi-hook
+    args: [nvidia-cdi-hook, update-ldcache, --folder, /usr/lib/x86_64-linux-gnu]
+  mounts:
+  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.580.65.06
+    containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.580.65.06
+    options: [ro, nosuid, nodev, bind]
+"""
+
+
+def test_base_spec_brings_the_driver_libraries(tmp_path: Path, fake_proc: Path) -> None:
+    from hami_mig.agent.cdi import CdiError
+
+    base = tmp_path / "nvidia.yaml"
+    base.write_text(NVIDIA_CTK_SPEC)
+    specs = CdiSpecs(tmp_path / "cdi", fake_proc / "driver" / "nvidia-caps" / "mig-minors", fake_proc / "devices",
+                     base)
+    spec = json.loads(specs.write(MigDeviceNodes("MIG-a", 0, "GPU-x", 0, 1, 0)).read_text())
+    validate(spec)
+    edits = spec["devices"][0]["containerEdits"]
+    assert edits["env"] == ["NVIDIA_VISIBLE_DEVICES=void", "NVIDIA_CTK_LIBCUDA_DIR=/usr/lib/x86_64-linux-gnu"]
+    paths = [n["path"] for n in edits["deviceNodes"]]
+    assert paths.count("/dev/nvidiactl") == 1 and "/dev/nvidia-modeset" in paths and "/dev/nvidia1" not in paths
+    assert edits["mounts"][0]["containerPath"].endswith("libcuda.so.580.65.06")
+    assert edits["hooks"][0]["args"][1] == "update-ldcache"
+    base.write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    with pytest.raises(CdiError, match="no top-level containerEdits"):
+        specs.write(MigDeviceNodes("MIG-b", 0, "GPU-x", 0, 2, 0))

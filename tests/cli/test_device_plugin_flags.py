@@ -17,8 +17,8 @@ def config_for(*argv: str) -> AgentConfig:
 
 def test_defaults() -> None:
     c = config_for()
-    assert (c.cdi, c.cdi_dir, c.mig_minors_path, c.proc_root) == (
-        False, "/var/run/cdi", "/proc/driver/nvidia-caps/mig-minors", "/proc")
+    assert (c.cdi, c.cdi_dir, c.cdi_base_spec, c.mig_minors_path, c.proc_root) == (
+        False, "/var/run/cdi", "", "/proc/driver/nvidia-caps/mig-minors", "/proc")
     assert not c.manage_mig_mode and not c.ignore_gpu_operator and c.gpu_modes == ()
 
 
@@ -28,10 +28,12 @@ def test_flags_and_per_gpu_modes(tmp_path: Path) -> None:
         {"name": "n", "operatingmode": "mig", "gpus": [{"index": 1, "operatingmode": "hami-core"}]},
         {"name": "other", "operatingmode": "mig", "gpus": [{"index": 0, "operatingmode": "hami-core"}]},
     ]}))
-    c = config_for("--cdi", "--cdi-dir", "/host/cdi", "--mig-minors", "/host/proc/driver/nvidia-caps/mig-minors",
+    c = config_for("--cdi", "--cdi-dir", "/host/cdi", "--cdi-base-spec", "/etc/cdi/nvidia.yaml",
+                   "--mig-minors", "/host/proc/driver/nvidia-caps/mig-minors",
                    "--proc-root", "/host/proc", "--manage-mig-mode", "--ignore-gpu-operator",
                    "--node-config", str(node_config))
     assert c.cdi and c.cdi_dir == "/host/cdi" and c.proc_root == "/host/proc"
+    assert c.cdi_base_spec == "/etc/cdi/nvidia.yaml"
     assert c.mig_minors_path == "/host/proc/driver/nvidia-caps/mig-minors"
     assert c.manage_mig_mode and c.ignore_gpu_operator
     assert c.gpu_modes == (GpuMode("hami-core", index=1),)
