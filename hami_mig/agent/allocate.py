@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hami_mig.agent.cdi import CdiError
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.inventory import GeometryCache, Inventory
+from hami_mig.agent.journal import Journal
 from hami_mig.agent.pods import NoTargetError, Target, find_target
 from hami_mig.agent.records import INSTANCES_ANNOTATION, HeldInstance, annotations_of, encode_records, pod_records
 from hami_mig.agent.response import container_allocation
@@ -67,12 +68,13 @@ class Ports:
     def __init__(self, list_pods: Callable[[], list[Any]], inventory: Callable[[list[Any]], Inventory],
                  apply: Callable[[Sequence[Operation], Sequence[str]], ApplyResult],
                  patch_pod: Callable[[Any, dict[str, str | None]], None],
-                 prepare: Callable[[Sequence[str]], None] | None = None) -> None:
+                 prepare: Callable[[Sequence[str]], None] | None = None, journal: Journal | None = None) -> None:
         self.list_pods = list_pods
         self.inventory = inventory
         self.apply = apply
         self.patch_pod = patch_pod
         self.prepare = prepare or (lambda _uuids: None)  # e.g. CDI specs on disk before anything names them
+        self.journal = journal or Journal(None)  # what this call creates, until the pod records it
 
 
 def _request_for(target: Target, config: AgentConfig) -> Request:
@@ -110,10 +112,21 @@ def _plan_hami(target: Target, inv: Inventory, geos: GeometryCache) -> Decision:
                     tuple(o for d in parts for o in d.operations), notes=tuple(n for d in parts for n in d.notes))
 
 
+def _complete_reuse(decision: Decision) -> Decision:
+    """A free GPU instance without its compute instance (left by an interrupted create or destroy) has no
+    MIG device yet: "reusing" it means creating the CI, which the backend's idempotent create does."""
+    broken = [a for a in decision.allocations if a.reuse and not a.uuid]
+    if not broken:
+        return decision
+    allocations = tuple(replace(a, reuse=False) if a in broken else a for a in decision.allocations)
+    creates = tuple(Operation("create", a.gpu_index, a.profile, a.start, a.gpu_uuid) for a in broken)
+    return replace(decision, allocations=allocations, operations=(*decision.operations, *creates))
+
+
 def plan(target: Target, inv: Inventory, config: AgentConfig, geos: GeometryCache) -> tuple[Request, Decision]:
     request = _request_for(target, config)
     if target.mode == "hami" and target.chosen:
-        return request, _plan_hami(target, inv, geos)
+        return request, _complete_reuse(_plan_hami(target, inv, geos))
     if not inv.states:
         reasons = "; ".join(f"GPU {i}: {r}" for i, r in sorted(inv.unmanaged.items())) or "no GPUs found"
         raise FailedPreconditionError(f"pod {target.key}: this node has no GPU that hami-mig manages ({reasons})")
@@ -121,7 +134,7 @@ def plan(target: Target, inv: Inventory, config: AgentConfig, geos: GeometryCach
     if not decision.fits:
         why = failure_reason(inv.states, request, geos, config.geometries)  # what would have been needed
         raise ResourceExhaustedError(f"pod {target.key}: {why}")
-    return request, decision
+    return request, _complete_reuse(decision)
 
 
 def _mig_uuids(decision: Decision, applied: ApplyResult | None) -> tuple[str, ...]:
@@ -192,6 +205,7 @@ def allocate(device_ids: Sequence[str], config: AgentConfig, ports: Ports, geos:
         return _allocate_for(target, pods, started, config, ports, geos)
     except AllocationError as exc:
         exc.pod = target.pod  # type: ignore[attr-defined]  # lets the agent post the Event on the pod
+        exc.target = target  # type: ignore[attr-defined]  # and finish HAMi's bind handshake
         raise
 
 
@@ -212,9 +226,16 @@ def _allocate_for(target: Target, pods: list[Any], started: float, config: Agent
         if not decision.operations:
             break
         try:
+            ports.journal.begin(target.key, decision.operations)
+        except OSError as exc:
+            raise UnavailableError(f"pod {target.key}: cannot write the allocate journal: {exc}; nothing changed") \
+                from None
+        try:
             applied = ports.apply(decision.operations, tuple(inv.held))
             break
         except ApplyError as exc:
+            if not exc.rollback_failures:
+                ports.journal.done()  # the backend removed what it created; else reconcile finishes the job
             delay = in_use_retry(exc, attempt, started, config)
             if delay is None:
                 tries = f" (gave up after {attempt + 1} tries)" if attempt else ""
@@ -229,11 +250,13 @@ def _allocate_for(target: Target, pods: list[Any], started: float, config: Agent
         ports.prepare(uuids)
         ports.patch_pod(target.pod, record_patch(target, decision, uuids, request.cores or 0))
     except (ApiError, HardwareError, CdiError) as exc:
-        _undo(ports, applied)
+        if _undo(ports, applied):
+            ports.journal.done()
         again = " (the pod changed meanwhile)" if isinstance(exc, ApiConflict) else ""
         kind = "retryable" if isinstance(exc, ApiUnavailable | ApiConflict) else "failed"
         raise UnavailableError(f"pod {target.key}: could not record the allocation{again} ({kind}): {exc}; "
                                "the new instance was removed again") from None
+    ports.journal.done()
     return Outcome(target, decision, uuids, applied, time.monotonic() - started, request)
 
 
@@ -248,18 +271,20 @@ def in_use_retry(exc: ApplyError, attempt: int, started: float, config: AgentCon
     return delay
 
 
-def _undo(ports: Ports, applied: ApplyResult | None) -> None:
-    """Destroy what this call created (never anything else) after a failure to record it."""
+def _undo(ports: Ports, applied: ApplyResult | None) -> bool:
+    """Destroy what this call created (never anything else) after a failure to record it; True when done."""
     if applied is None:
-        return
+        return True
     ops = [Operation("destroy", s.op.gpu_index, s.op.profile, s.op.start, s.gpu_uuid)
            for s in applied.created if s.outcome == "created"]
     if not ops:
-        return
+        return True
     try:
         ports.apply(ops, ())
     except (ApplyError, HardwareError) as exc:
-        log.error("could not undo unrecorded instances %s: %s; the next reconcile frees them", ops, exc)
+        log.error("could not undo unrecorded instances %s: %s; the next reconcile removes them", ops, exc)
+        return False
+    return True
 
 
 def answer(outcome: Outcome, config: AgentConfig) -> ContainerAllocation:

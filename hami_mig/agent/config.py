@@ -28,6 +28,7 @@ class AgentConfig:
     allocate_timeout_s: float = 30.0
     reconcile_interval_s: float = 30.0
     idle_release_s: float = 0.0  # 0: keep free instances until a reshape needs the room
+    state_dir: str | None = None  # the allocate journal (crash recovery); None: off
     events: bool = True
     gpu_modes: tuple[GpuMode, ...] = ()  # config.json `gpus`: per-GPU operating modes (hami-mig extension)
     cdi_dir: str = "/var/run/cdi"

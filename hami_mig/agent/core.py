@@ -12,7 +12,9 @@ from typing import Any, Protocol
 from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
 from hami_mig.agent.config import RESOURCE_NAME, AgentConfig
 from hami_mig.agent.events import EventPoster
+from hami_mig.agent.hami_lock import mark_bind_failed, release_node_lock
 from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
+from hami_mig.agent.journal import Journal, orphans
 from hami_mig.agent.node import gpumem_capacity, node_annotations
 from hami_mig.agent.operability import Operability
 from hami_mig.agent.records import holdings
@@ -86,6 +88,8 @@ class Agent:
         self._api_ok = False
         self._nvml_ok = False
         self.history: list[Outcome] = []  # the last 20 successful allocations (demo, debugging)
+        self.journal = Journal(config.state_dir)
+        self._free_since: dict[str, float] = {}  # MIG UUID -> when it was first seen free (idle release)
         kwargs: dict[str, Any] = {} if kubelet_dir is None else {"kubelet_dir": kubelet_dir}
         self.server = DevicePluginServer(RESOURCE_NAME, SOCKET_NAME, self.source, self, **kwargs)
 
@@ -133,18 +137,24 @@ class Agent:
                 pod = getattr(exc, "pod", None)
                 if pod is not None:
                     self.events.failed_for(pod, str(exc))
+                target = getattr(exc, "target", None)
+                if target is not None and target.mode == "hami":
+                    mark_bind_failed(self.kube, target.pod, str(exc))
+                    release_node_lock(self.kube, self.config.node_name, target.pod)
                 raise
             self.stats.observe_allocate(outcome.seconds, "reused" if not outcome.reshaped else "allocated")
             self.history = [*self.history[-19:], outcome]
             log.info("Allocate for %s container %d: %s -> %s", outcome.target.key, outcome.target.container,
                      "; ".join(outcome.decision.notes), ",".join(outcome.mig_uuids))
             self.events.allocated(outcome)
+            if outcome.target.mode == "hami":
+                release_node_lock(self.kube, self.config.node_name, outcome.target.pod)
             self._refresh_after_allocate()
             return answer(outcome, self.config)
 
     def _ports(self) -> Ports:
         return Ports(list_pods=self._list_pods, inventory=self._inventory, apply=self._apply,
-                     patch_pod=self._patch_pod, prepare=self.ops.prepare)
+                     patch_pod=self._patch_pod, prepare=self.ops.prepare, journal=self.journal)
 
     def _list_pods(self) -> list[Any]:
         try:
@@ -223,9 +233,51 @@ class Agent:
                     inv = self._inventory(pods or [])
             if pods is not None:
                 self._check_records(inv)
+                if self._recover(inv) or self._release_idle(inv):
+                    with contextlib.suppress(HardwareError):
+                        inv = self._inventory(pods)
             self.ops.sync_cdi(inv)
             self._update(inv, pods or [])
             self._publish(inv)
+
+    def _recover(self, inv: Inventory) -> bool:
+        """Finish an Allocate the agent died in: destroy what it created that no pod records."""
+        entry = self.journal.pending()
+        if entry is None:
+            return False
+        ops = orphans(entry, inv.devices, set(inv.held))
+        if ops:
+            try:
+                self.backend.apply(ops, tuple(inv.held))
+            except (ApplyError, HardwareError) as exc:
+                log.error("recovery: could not remove the unrecorded instances of %s: %s; retrying next pass",
+                          entry.get("pod"), exc)
+                return False
+            self.stats.count_reconcile_repair("orphan_destroyed")
+            log.warning("recovery: removed %s, created for %s by an Allocate that did not finish",
+                        ", ".join(f"{o.profile}@{o.start} on GPU {o.gpu_index}" for o in ops), entry.get("pod"))
+        self.journal.done()
+        return bool(ops)
+
+    def _release_idle(self, inv: Inventory) -> bool:
+        """With --idle-release-seconds: destroy free instances nobody has used for that long."""
+        if self.config.idle_release_s <= 0:
+            return False
+        now = time.monotonic()
+        free = {i.uuid: (s, i) for s in inv.states for i in s.free() if i.uuid}
+        self._free_since = {u: self._free_since.get(u, now) for u in free}
+        ops = [Operation("destroy", s.index, i.profile, i.start, s.uuid) for u, (s, i) in free.items()
+               if now - self._free_since[u] >= self.config.idle_release_s]
+        if not ops:
+            return False
+        try:
+            self.backend.apply(ops, tuple(inv.held))
+        except (ApplyError, HardwareError) as exc:
+            log.warning("idle release skipped: %s", exc)
+            return False
+        self.stats.count_reconcile_repair("idle_released")
+        log.info("released %d idle instance(s): %s", len(ops), ", ".join(f"{o.profile}@{o.start}" for o in ops))
+        return True
 
     def _check_records(self, inv: Inventory) -> None:
         """Records naming instances NVML does not have: someone changed the GPU behind our back."""

@@ -64,6 +64,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ignore-gpu-operator", action="store_true",
                    help="manage MIG even on nodes the GPU Operator's MIG manager labels (nvidia.com/mig.config ...)")
     p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--state-dir", default="/var/lib/hami-mig",
+                   help="where the allocate journal lives, so a crash mid-Allocate leaves no orphan instance "
+                        "(default /var/lib/hami-mig; a hostPath in the chart)")
+    p.add_argument("--idle-release-seconds", type=float, default=0.0, metavar="SECONDS",
+                   help="destroy free instances unused this long (default 0: keep them for reuse until a reshape "
+                        "needs the room)")
     p.add_argument("--allocate-timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--no-events", action="store_true", help="do not post Kubernetes Events on pods")
     p.add_argument("--no-legacy-metrics", action="store_true",
@@ -109,7 +115,8 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         node_name=args.node_name, device_config=device_config, mode=mode, split_count=node.device_split_count,
         filter_uuids=node.filter_uuids, filter_indices=node.filter_indices, policy=args.policy,
         geometries=args.geometries, names=names, cdi=args.cdi, allocate_timeout_s=args.allocate_timeout,
-        reconcile_interval_s=args.reconcile_interval, events=not args.no_events,
+        reconcile_interval_s=args.reconcile_interval, events=not args.no_events, state_dir=args.state_dir,
+        idle_release_s=args.idle_release_seconds,
         gpu_modes=node.gpu_modes if args.node_config and _listed(text, args.node_name) else (),
         cdi_dir=args.cdi_dir, cdi_base_spec=args.cdi_base_spec, mig_minors_path=args.mig_minors,
         proc_root=args.proc_root,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ class SimCluster:
 
     def start_agent(self) -> Agent:
         self._kube = KubeClient(self.api.api_client(), node_name=self.config.node_name)
-        self.agent = Agent(self.config, self.backend, self._kube, kubelet_dir=str(self.kubelet_dir), stats=self.stats)
+        config = self.config if self.config.state_dir else replace(self.config, state_dir=str(self.dir / "state"))
+        self.agent = Agent(config, self.backend, self._kube, kubelet_dir=str(self.kubelet_dir), stats=self.stats)
         self.agent.start()
         if not self.kubelet.wait_for_registration(RESOURCE_NAME, timeout=10):
             raise RuntimeError("the agent did not register with the fake kubelet within 10s")

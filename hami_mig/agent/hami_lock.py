@@ -1,0 +1,43 @@
+"""The node agent's side of HAMi's bind handshake: release `hami.io/mutex.lock`, mark a failed bind."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hami_mig.errors import InputError
+from hami_mig.kube.annotations import BIND_PHASE, NODE_LOCK
+from hami_mig.kube.client import KubeClient
+from hami_mig.kube.errors import ApiError
+from hami_mig.kube.nodelock import NodeLock
+
+log = logging.getLogger(__name__)
+
+
+def release_node_lock(kube: KubeClient, node: str, pod: Any) -> None:
+    """Drop the node lock if this pod holds it (HAMi's scheduler binds the next pod only after that)."""
+    ns, name = pod.metadata.namespace, pod.metadata.name
+    try:
+        meta = kube.get_node(node).metadata
+        current = ((meta.annotations if meta is not None else None) or {}).get(NODE_LOCK)
+        if not current:
+            return
+        try:
+            lock = NodeLock.decode(current)
+        except InputError:
+            log.warning("node %s: unreadable %s %r left as it is", node, NODE_LOCK, current)
+            return
+        if lock.held_by(ns, name) or (not lock.namespace and not lock.pod):
+            kube.patch_node_metadata(node, annotations={NODE_LOCK: None})
+    except ApiError as exc:
+        log.warning("could not release %s on node %s for %s/%s: %s; it expires by itself", NODE_LOCK, node, ns,
+                    name, exc)
+
+
+def mark_bind_failed(kube: KubeClient, pod: Any, reason: str) -> None:
+    """`hami.io/bind-phase: failed` so a HAMi scheduler sees the bind failed (the reason is in the Event)."""
+    meta = pod.metadata
+    try:
+        kube.patch_pod_annotations(meta.namespace, meta.name, {BIND_PHASE: "failed"})
+    except ApiError as exc:
+        log.warning("could not mark %s/%s bind-phase failed (%s): %s", meta.namespace, meta.name, reason, exc)
