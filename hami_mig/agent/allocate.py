@@ -26,7 +26,7 @@ from hami_mig.kube.annotations import (
     encode_pod_devices,
     next_pending_container,
 )
-from hami_mig.kube.errors import ApiConflict, ApiError, ApiUnavailable
+from hami_mig.kube.errors import ApiConflict, ApiError, ApiForbidden
 from hami_mig.kube.resources import check_vgpu_mode, container_request, pod_containers
 from hami_mig.mig.explain import failure_reason
 from hami_mig.mig.plan import Decision, Operation
@@ -192,9 +192,12 @@ def allocate(device_ids: Sequence[str], config: AgentConfig, ports: Ports, geos:
     started = time.monotonic()
     try:
         pods = ports.list_pods()
+    except ApiForbidden as exc:
+        raise FailedPreconditionError(f"cannot list this node's pods: {exc}; grant the agent's ServiceAccount "
+                                      "the RBAC rules in the Helm chart") from None
     except ApiError as exc:
-        raise UnavailableError(f"cannot list this node's pods to find who asks for the GPU: {exc}; the kubelet "
-                               "will retry admission") from None
+        raise UnavailableError(f"cannot list this node's pods to find who asks for the GPU: {exc}; nothing was "
+                               "changed, and the pod can be created again once the API server answers") from None
     try:
         target = find_target(pods, len(device_ids), config.names)
     except NoTargetError as exc:
@@ -253,9 +256,8 @@ def _allocate_for(target: Target, pods: list[Any], started: float, config: Agent
         if _undo(ports, applied):
             ports.journal.done()
         again = " (the pod changed meanwhile)" if isinstance(exc, ApiConflict) else ""
-        kind = "retryable" if isinstance(exc, ApiUnavailable | ApiConflict) else "failed"
-        raise UnavailableError(f"pod {target.key}: could not record the allocation{again} ({kind}): {exc}; "
-                               "the new instance was removed again") from None
+        raise UnavailableError(f"pod {target.key}: could not record the allocation{again}: {exc}; the new "
+                               "instance was removed again and the pod can be created again") from None
     ports.journal.done()
     return Outcome(target, decision, uuids, applied, time.monotonic() - started, request)
 

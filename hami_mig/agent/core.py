@@ -17,11 +17,11 @@ from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
 from hami_mig.agent.journal import Journal, orphans
 from hami_mig.agent.node import gpumem_capacity, node_annotations
 from hami_mig.agent.operability import Operability
-from hami_mig.agent.records import holdings
+from hami_mig.agent.records import INSTANCES_ANNOTATION, holdings, unreadable_records
 from hami_mig.agent.snapshot import NodeSnapshot
 from hami_mig.agent.view import build_snapshot
 from hami_mig.kube.client import KubeClient
-from hami_mig.kube.errors import ApiError
+from hami_mig.kube.errors import ApiError, ApiForbidden
 from hami_mig.mig.catalogue import Catalogue, default_catalogue
 from hami_mig.mig.plan import Operation
 from hami_mig.nvml import ApplyError, ApplyResult, HardwareError, NvmlBackend
@@ -86,6 +86,7 @@ class Agent:
         self._thread: threading.Thread | None = None
         self._snapshot = NodeSnapshot(node=config.node_name)
         self._api_ok = False
+        self._api_problem = "API server not reachable"
         self._nvml_ok = False
         self.history: list[Outcome] = []  # the last 20 successful allocations (demo, debugging)
         self.journal = Journal(config.state_dir)
@@ -161,6 +162,8 @@ class Agent:
             pods = list(self.kube.list_node_pods(self.config.node_name).pods)
         except ApiError as exc:
             self._api_ok = False
+            self._api_problem = "API server: access denied (check the RBAC rules)" if isinstance(
+                exc, ApiForbidden) else "API server not reachable"
             self.stats.count_api_error(type(exc).__name__)
             raise
         self._api_ok = True
@@ -176,8 +179,14 @@ class Agent:
             self._nvml_ok = False
             raise HardwareError(f"NVML: {exc}") from None
         self._nvml_ok = True
+        unreadable = unreadable_records(pods)
+        if unreadable:
+            self.stats.count_reconcile_repair("unreadable_record")
+            log.error("pods %s carry an unreadable %s annotation: which MIG instance they hold is unknown, so no "
+                      "instance is reused or destroyed until it is fixed or the pods end", ", ".join(unreadable),
+                      INSTANCES_ANNOTATION)
         return read_inventory(devices, holdings(pods), self.config, step_back=self.ops.step_back,
-                              notes=self.ops.notes())
+                              notes=self.ops.notes(), protect_all=bool(unreadable))
 
     def _apply(self, ops: Sequence[Operation], protected: Sequence[str]) -> ApplyResult:
         try:
@@ -322,5 +331,5 @@ class Agent:
         if not self._nvml_ok:
             problems.append("NVML not reachable")
         if not self._api_ok:
-            problems.append("API server not reachable")
+            problems.append(self._api_problem)
         return (not problems, "; ".join(problems) or "ok")

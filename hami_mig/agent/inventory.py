@@ -50,8 +50,9 @@ def unmanaged_reason(dev: GpuDevice, config: AgentConfig, step_back: str | None 
 
 def read_inventory(
     devices: Sequence[GpuDevice], held: Mapping[str, tuple[Holder, HeldInstance]], config: AgentConfig, *,
-    step_back: str | None = None, notes: Mapping[str, str] | None = None,
+    step_back: str | None = None, notes: Mapping[str, str] | None = None, protect_all: bool = False,
 ) -> Inventory:
+    """`protect_all`: some pod's record is unreadable, so no instance may be reused or destroyed."""
     states: list[GpuState] = []
     unmanaged: dict[int, str] = {}
     for dev in devices:
@@ -59,7 +60,8 @@ def read_inventory(
         if why is not None:
             unmanaged[dev.index] = why
             continue
-        states.append(dev.to_gpu_state(held.keys()))
+        protected = set(held) | ({u for hw in dev.instances for u in hw.uuids()} if protect_all else set())
+        states.append(dev.to_gpu_state(protected))
     return Inventory(tuple(devices), tuple(states), held, unmanaged)
 
 

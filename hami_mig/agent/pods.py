@@ -54,16 +54,24 @@ def _created(pod: Any) -> tuple[float, str]:
 def hami_target(pods: Iterable[Any], n_devices: int) -> Target | None:
     """The pod a HAMi scheduler is binding here, oldest first; raises InputError on a corrupt annotation."""
     found: list[Target] = []
+    broken: InputError | None = None
     for pod in pods:
         ann = annotations_of(pod)
         if ann.get(BIND_PHASE) != "allocating" or not is_live(pod) or pod.metadata.deletion_timestamp:
             continue
-        devices = decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
+        try:
+            devices = decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
+        except InputError as exc:  # one corrupt pod must not block every other pod on the node
+            broken = broken or InputError(f"pod {pod.metadata.namespace}/{pod.metadata.name} {exc.field}",
+                                          exc.value, exc.allowed)
+            continue
         index = next_pending_container(devices)
         if index is None:
             continue
         found.append(Target(pod, index, "hami", devices[index]))
     if not found:
+        if broken is not None:
+            raise broken
         return None
     found.sort(key=lambda t: (len(t.chosen) != n_devices, _created(t.pod)))
     return found[0]

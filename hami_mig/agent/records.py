@@ -82,11 +82,24 @@ def is_live(pod: Any) -> bool:
 
 
 def pod_records(pod: Any) -> Records:
-    """The pod's records, or {} when unreadable (logged by the caller through `bad_records`)."""
+    """The pod's records, or {} when unreadable (the agent then protects every instance: `unreadable_records`)."""
     try:
         return decode_records(annotations_of(pod).get(INSTANCES_ANNOTATION))
     except InputError:
         return {}
+
+
+def unreadable_records(pods: Iterable[Any]) -> list[str]:
+    """Live pods whose record annotation cannot be read: which instance they hold is unknown."""
+    bad: list[str] = []
+    for pod in pods:
+        if not is_live(pod):
+            continue
+        try:
+            decode_records(annotations_of(pod).get(INSTANCES_ANNOTATION))
+        except InputError:
+            bad.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
+    return bad
 
 
 def holdings(pods: Iterable[Any]) -> dict[str, tuple[Holder, HeldInstance]]:
