@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
-from hami_mig.agent.config import RESOURCE_NAME, AgentConfig
+from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.events import EventPoster
 from hami_mig.agent.hami_lock import mark_bind_failed, release_node_lock
 from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
@@ -92,12 +92,14 @@ class Agent:
         self.journal = Journal(config.state_dir)
         self._free_since: dict[str, float] = {}  # MIG UUID -> when it was first seen free (idle release)
         kwargs: dict[str, Any] = {} if kubelet_dir is None else {"kubelet_dir": kubelet_dir}
-        self.server = DevicePluginServer(RESOURCE_NAME, SOCKET_NAME, self.source, self, **kwargs)
+        # HAMi's resourceCountName (nvidia.com/gpu unless the device-config renames it) is what we register.
+        self.server = DevicePluginServer(config.names.count, SOCKET_NAME, self.source, self, **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         """Discover GPUs, advertise them, publish the node, then start serving the kubelet."""
         self.reconcile()
+        self._report_geometries()
         self.server.start()
         self._thread = threading.Thread(target=self._loop, name="hami-mig-reconcile", daemon=True)
         self._thread.start()
@@ -109,6 +111,27 @@ class Agent:
         if self._thread is not None:
             self._thread.join(timeout=grace + 5)
         self.events.close()
+
+    def _report_geometries(self) -> None:
+        """Say once which knownMigGeometries entry each managed GPU uses (HAMi never says, and mismatches
+        silently): an operator sees a model string that matches nothing at start, not at the first pod."""
+        if self.config.geometries != "config":
+            return
+        try:
+            states = self._inventory([]).states
+        except HardwareError:
+            return
+        for state in states:
+            geos = self.geos(state)
+            if geos.rule is None:
+                log.warning("GPU %d (%s): no knownMigGeometries entry names this model; pods cannot get MIG "
+                            "instances on it with --geometries config (add its model or use --geometries any)",
+                            state.index, state.model.name)
+                continue
+            log.info("GPU %d (%s) uses knownMigGeometries[%d] (%r): %s", state.index, state.model.name, geos.rule,
+                     geos.matched_model, "; ".join(f"[{g.index}] {g.describe()}" for g in geos.geometries))
+            for skipped in geos.skipped:
+                log.warning("GPU %d: %s; skipped", state.index, skipped)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from hami_mig import __version__
-from hami_mig.cli.common import EXIT_BAD_INPUT, CliError
+from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 
 # Subcommand modules under hami_mig.cli; each defines register(subparsers) that sets `func`.
 COMMANDS: tuple[str, ...] = ("plan", "explain", "devices", "apply", "device-plugin", "demo")
@@ -49,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:  # last line of defence: one line, never a traceback
         print(f"hami-mig {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug or an unexpected library error: one line, the traceback at debug level
+        logging.getLogger("hami_mig").debug("unexpected error", exc_info=True)
+        print(f"hami-mig {args.command}: unexpected {type(exc).__name__}: {exc} (run with --log-level debug "
+              "for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

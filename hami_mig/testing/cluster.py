@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hami_mig.agent.config import RESOURCE_NAME, AgentConfig
+from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.core import Agent, Stats
 from hami_mig.kube.client import KubeClient
 from hami_mig.nvml import NvmlBackend
@@ -76,11 +76,11 @@ class SimCluster:
         config = self.config if self.config.state_dir else replace(self.config, state_dir=str(self.dir / "state"))
         self.agent = Agent(config, self.backend, self._kube, kubelet_dir=str(self.kubelet_dir), stats=self.stats)
         self.agent.start()
-        if not self.kubelet.wait_for_registration(RESOURCE_NAME, timeout=10):
+        if not self.kubelet.wait_for_registration(self.config.names.count, timeout=10):
             raise RuntimeError("the agent did not register with the fake kubelet within 10s")
         expected = len(self.agent.source.devices())
         self.kubelet.wait_for_devices(
-            RESOURCE_NAME, lambda ds: len(ds) == expected and all(d.healthy for d in ds), timeout=10)
+            self.config.names.count, lambda ds: len(ds) == expected and all(d.healthy for d in ds), timeout=10)
         return self.agent
 
     def stop_agent(self) -> None:
@@ -114,7 +114,7 @@ class SimCluster:
             self.api.set_pod_phase(namespace, name, "Failed")
             return Admission(name, False, error=str(exc))
         try:
-            response = self.kubelet.allocate(RESOURCE_NAME, ids)
+            response = self.kubelet.allocate(self.config.names.count, ids)
         except Exception as exc:  # grpc.RpcError carries the agent's message
             details = getattr(exc, "details", None)
             # The kubelet fails a pod whose device Allocate fails (UnexpectedAdmissionError).
@@ -138,7 +138,7 @@ class SimCluster:
             self._used.discard(device_id)
 
     def free_device_ids(self, n: int) -> list[str]:
-        devices = [d.id for d in self.kubelet.devices(RESOURCE_NAME) if d.healthy]
+        devices = [d.id for d in self.kubelet.devices(self.config.names.count) if d.healthy]
         free = [d for d in devices if d not in self._used]
         if len(free) < n:
             raise RuntimeError(f"the kubelet has only {len(free)} free nvidia.com/gpu devices, {n} asked")
