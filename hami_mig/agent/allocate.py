@@ -89,7 +89,7 @@ def _request_for(target: Target, config: AgentConfig) -> Request:
     return request
 
 
-def _plan_hami(target: Target, inv: Inventory, geos: GeometryCache) -> Decision:
+def _plan_hami(target: Target, inv: Inventory, config: AgentConfig, geos: GeometryCache) -> Decision:
     """Realize exactly what the HAMi scheduler chose: a geometry slot, or one instance on a named GPU."""
     parts: list[Decision] = []
     for dev in target.chosen:
@@ -104,7 +104,8 @@ def _plan_hami(target: Target, inv: Inventory, geos: GeometryCache) -> Decision:
         if ref is not None:
             d = plan_slot(gpu, geos(gpu), ref.geometry_index, ref.slot)
         else:
-            d = decide([gpu], Request(memory_mib=max(dev.memory_mib, 1)), geos)
+            d = decide([gpu], Request(memory_mib=max(dev.memory_mib, 1)), geos, policy=config.policy,
+                       mode=config.geometries)
         if not d.fits:
             raise ResourceExhaustedError(f"pod {target.key}: {d.reason}")
         parts.append(d)
@@ -126,7 +127,7 @@ def _complete_reuse(decision: Decision) -> Decision:
 def plan(target: Target, inv: Inventory, config: AgentConfig, geos: GeometryCache) -> tuple[Request, Decision]:
     request = _request_for(target, config)
     if target.mode == "hami" and target.chosen:
-        return request, _complete_reuse(_plan_hami(target, inv, geos))
+        return request, _complete_reuse(_plan_hami(target, inv, config, geos))
     if not inv.states:
         reasons = "; ".join(f"GPU {i}: {r}" for i, r in sorted(inv.unmanaged.items())) or "no GPUs found"
         raise FailedPreconditionError(f"pod {target.key}: this node has no GPU that hami-mig manages ({reasons})")

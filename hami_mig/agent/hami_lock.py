@@ -8,7 +8,7 @@ from typing import Any
 from hami_mig.errors import InputError
 from hami_mig.kube.annotations import BIND_PHASE, NODE_LOCK
 from hami_mig.kube.client import KubeClient
-from hami_mig.kube.errors import ApiError
+from hami_mig.kube.errors import ApiConflict, ApiError
 from hami_mig.kube.nodelock import NodeLock
 
 log = logging.getLogger(__name__)
@@ -17,21 +17,28 @@ log = logging.getLogger(__name__)
 def release_node_lock(kube: KubeClient, node: str, pod: Any) -> None:
     """Drop the node lock if this pod holds it (HAMi's scheduler binds the next pod only after that)."""
     ns, name = pod.metadata.namespace, pod.metadata.name
-    try:
-        meta = kube.get_node(node).metadata
-        current = ((meta.annotations if meta is not None else None) or {}).get(NODE_LOCK)
-        if not current:
-            return
+    for _attempt in range(3):  # compare-and-swap: never drop a lock another binder took over meanwhile
         try:
-            lock = NodeLock.decode(current)
-        except InputError:
-            log.warning("node %s: unreadable %s %r left as it is", node, NODE_LOCK, current)
+            meta = kube.get_node(node).metadata
+            current = ((meta.annotations if meta is not None else None) or {}).get(NODE_LOCK)
+            if not current:
+                return
+            try:
+                lock = NodeLock.decode(current)
+            except InputError:
+                log.warning("node %s: unreadable %s %r left as it is", node, NODE_LOCK, current)
+                return
+            if not (lock.held_by(ns, name) or (not lock.namespace and not lock.pod)):
+                return
+            kube.patch_node_metadata(node, annotations={NODE_LOCK: None},
+                                     resource_version=meta.resource_version if meta is not None else None)
             return
-        if lock.held_by(ns, name) or (not lock.namespace and not lock.pod):
-            kube.patch_node_metadata(node, annotations={NODE_LOCK: None})
-    except ApiError as exc:
-        log.warning("could not release %s on node %s for %s/%s: %s; it expires by itself", NODE_LOCK, node, ns,
-                    name, exc)
+        except ApiConflict:
+            continue  # the node changed under us: read it again
+        except ApiError as exc:
+            log.warning("could not release %s on node %s for %s/%s: %s; it expires by itself", NODE_LOCK, node,
+                        ns, name, exc)
+            return
 
 
 def mark_bind_failed(kube: KubeClient, pod: Any, reason: str) -> None:

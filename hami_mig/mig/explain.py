@@ -179,6 +179,8 @@ def failure_reason(gpus: Sequence[GpuState], request: Request, geometries: Geome
     geos = {g.index: geometries(g) for g in gpus} if geometries is not None and mode == "config" else {}
     hosts = [g for g in gpus if _candidates_exist(g, request, geos.get(g.index), mode)]
     reasons = [gpu_failure(g, request, geos.get(g.index), mode) for g in gpus if g not in hosts]
+    if len(reasons) > 3:  # an Event or log line stays readable on an 8-GPU node
+        reasons = [*reasons[:3], f"and {len(reasons) - 3} more GPUs with no room either"]
     got = f"only {len(hosts)} of {request.count} GPUs can host it; " if request.count > 1 and hosts else ""
     return f"no MIG instance for {request.describe()}: {got}" + "; ".join(reasons)
 
