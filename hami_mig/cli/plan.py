@@ -17,14 +17,13 @@ from hami_mig.mig.geometry import (
 )
 from hami_mig.mig.node_file import parse_node
 from hami_mig.mig.plan import Decision
-from hami_mig.mig.planner import GEOMETRY_MODES, POLICIES, decide
+from hami_mig.mig.planner import GEOMETRY_MODES, POLICIES, GeometryLookup, decide
 from hami_mig.mig.request import Request
 from hami_mig.mig.state import GpuState
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("plan", help="plan a MIG allocation offline for a node described in JSON",
-                       description="Decide which MIG instance a request gets and the NVML operations needed.")
+def add_planning_args(p: argparse.ArgumentParser) -> None:
+    """The node file, the request and the planner options that `plan` and `explain` share."""
     p.add_argument("--node", required=True, metavar="NODE.json", help="GPUs with model and instances")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--memory", type=int, metavar="MIB", help="memory per instance in MiB (nvidia.com/gpumem)")
@@ -37,6 +36,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--geometries", choices=GEOMETRY_MODES, default="config",
                    help="config: only knownMigGeometries (default); any: every layout the hardware allows")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def planning_inputs(args: argparse.Namespace) -> tuple[list[GpuState], Request, GeometryLookup]:
+    """The GPUs, the request and the geometry lookup from `add_planning_args` options; bad input exits 2."""
+    catalogue = default_catalogue()
+    try:
+        config = load_device_config(args.device_config)
+        gpus = parse_node(read_json_file(args.node, "--node"), catalogue)
+        request = Request(count=args.count, memory_mib=args.memory, memory_percent=args.memory_percentage,
+                          cores=args.cores)
+    except InputError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    return gpus, request, lambda g: resolve_for_gpu(config, g.model, catalogue)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("plan", help="plan a MIG allocation offline for a node described in JSON",
+                       description="Decide which MIG instance a request gets and the NVML operations needed.")
+    add_planning_args(p)
     p.set_defaults(func=run)
 
 
@@ -57,16 +75,8 @@ def load_device_config(path: str | None) -> DeviceConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    catalogue = default_catalogue()
-    try:
-        config = load_device_config(args.device_config)
-        gpus = parse_node(read_json_file(args.node, "--node"), catalogue)
-        request = Request(count=args.count, memory_mib=args.memory, memory_percent=args.memory_percentage,
-                          cores=args.cores)
-    except InputError as exc:
-        raise CliError(str(exc), EXIT_BAD_INPUT) from None
-    decision = decide(gpus, request, lambda g: resolve_for_gpu(config, g.model, catalogue),
-                      policy=args.policy, mode=args.geometries)
+    gpus, request, lookup = planning_inputs(args)
+    decision = decide(gpus, request, lookup, policy=args.policy, mode=args.geometries)
     if args.json:
         print_json(decision.to_json())
     else:
