@@ -146,7 +146,10 @@ def config_candidates(
     fixed = lay.occupied(i.key() for i in gpu.in_use())
     out: list[Candidate] = []
     seen: set[tuple[str, int]] = set()
+    useful = {p.name for p in gpu.model.plannable if covers(p, gpu.model, request)}
     for geo in geometries:
+        if not useful.intersection(geo.profiles):
+            continue  # no slot of this geometry could serve the request: skip the placement search
         free = _geometry_fit(gpu, geo)
         if free is None:
             continue
