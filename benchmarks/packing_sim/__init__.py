@@ -1,0 +1,1 @@
+"""Packing benchmark for MIG sharing schemes (see benchmarks/packing.py and docs/benchmarks.md)."""
