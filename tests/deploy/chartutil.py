@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,18 @@ def args_of(objects: list[Manifest]) -> dict[str, str | None]:
 def load_values_yaml() -> dict[str, Any]:
     values: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
     return values
+
+
+def merged_values(overrides: dict[str, Any]) -> dict[str, Any]:
+    """values.yaml with `overrides` applied the way Helm coalesces them: maps merge, anything else replaces."""
+
+    def merge(base: Any, over: Any) -> Any:
+        if not (isinstance(base, dict) and isinstance(over, dict)):
+            return copy.deepcopy(over)
+        out = copy.deepcopy(base)
+        for key, value in over.items():
+            out[key] = merge(out.get(key), value)
+        return out
+
+    merged: dict[str, Any] = merge(load_values_yaml(), overrides)
+    return merged

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import posixpath
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from tests.deploy.chartutil import (
     args_of,
     container_args,
     kinds,
+    merged_values,
     only,
 )
 
@@ -51,6 +54,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "imagePullSecrets": [{"name": "regcred"}],
         "podAnnotations": {"example.com/team": "ml"},
     },
+    # Every agent flag the chart has a value for, switched away from its default at once.
+    "all-agent-flags": {
+        "agent": {"stateDir": "/var/lib/hami-mig-journal", "manageMigMode": True, "ignoreGpuOperator": True,
+                  "idleReleaseSeconds": 900, "reconcileIntervalSeconds": 15, "allocateTimeoutSeconds": 20,
+                  "events": False, "policy": "best-fit", "geometries": "any", "logLevel": "warning",
+                  "metricsPort": 9400, "kubeletDir": "/var/lib/k8s/device-plugins"},
+        "cdi": {"enabled": True, "dir": "/etc/cdi", "baseSpec": "/var/run/cdi/nvidia.yaml"},
+        "metrics": {"legacyNames": False, "v29Names": False},
+        "nodeConfig": {"defaultMode": "hami-core"},
+    },
+    # nvidia-ctk's spec in the directory the agent writes to: no second mount.
+    "cdi-base-spec-in-cdi-dir": {"cdi": {"enabled": True, "baseSpec": "/var/run/cdi/nvidia.yaml"},
+                                 "agent": {"idleReleaseSeconds": 0.5}},
 }
 
 
@@ -161,6 +177,8 @@ def test_default_daemonset(render: Render) -> None:
         "--policy": "hami",
         "--geometries": "config",
         "--metrics-port": "31993",
+        "--mig-minors": "/host/proc/driver/nvidia-caps/mig-minors",
+        "--state-dir": "/var/lib/hami-mig",
         "--log-level": "info",
     }
 
@@ -184,6 +202,29 @@ def _mounts(objects: list[Manifest]) -> dict[str, tuple[str, str | None, bool]]:
     return result
 
 
+def _volume(objects: list[Manifest], mount_path: str) -> Manifest:
+    """The volume mounted at mount_path."""
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    name = next(m["name"] for m in agent_container(objects)["volumeMounts"] if m["mountPath"] == mount_path)
+    volume: Manifest = next(v for v in pod["volumes"] if v["name"] == name)
+    return volume
+
+
+def _host_path_of(objects: list[Manifest], path: str) -> tuple[str, bool] | None:
+    """(host path, read-only) of the file or directory `path` names in the container, through the deepest
+    hostPath mount that contains it; None when no hostPath mount does."""
+    best: tuple[str, str, bool] | None = None
+    for mount_path, (_name, host, read_only) in _mounts(objects).items():
+        root = mount_path.rstrip("/") or "/"
+        inside = path == root or path.startswith(root.rstrip("/") + "/")
+        if host is not None and inside and (best is None or len(root) > len(best[0])):
+            best = (root, host, read_only)
+    if best is None:
+        return None
+    root, host, read_only = best
+    return posixpath.normpath(host.rstrip("/") + "/" + path[len(root):].lstrip("/")), read_only
+
+
 def test_default_mounts(render: Render) -> None:
     objects = render()
     mounts = _mounts(objects)
@@ -192,6 +233,9 @@ def test_default_mounts(render: Render) -> None:
     assert mounts["/host/proc/driver/nvidia"][1:] == ("/proc/driver/nvidia", True)
     assert mounts["/host/proc/driver/nvidia-caps"][1:] == ("/proc/driver/nvidia-caps", True)
     assert mounts["/etc/hami-mig"][2] is True
+    # The allocate journal outlives the pod: a host directory, read-write, created if missing.
+    assert mounts["/var/lib/hami-mig"][1:] == ("/var/lib/hami-mig", False)
+    assert _volume(objects, "/var/lib/hami-mig")["hostPath"]["type"] == "DirectoryOrCreate"
     assert not any(path.startswith("/proc") for path in mounts), "runc refuses mounts under /proc"
     assert "/var/run/cdi" not in mounts
 
@@ -207,31 +251,119 @@ def test_default_mounts(render: Render) -> None:
     assert "device-config.yaml" in device_cm["data"] and "config.json" in node_cm["data"]
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_the_agent_accepts_the_rendered_command_line(render: Render, variant: str) -> None:
-    """The DaemonSet's args parse with the agent's own CLI parser (ENTRYPOINT ["hami-mig"] + args)."""
+# `hami-mig device-plugin` options the chart deliberately sets from no value: the downward API, the in-cluster
+# service account, fixed paths of the mounted ConfigMaps, the default bind address (extraArgs can change it), and
+# --proc-root: hostPID makes the container's own /proc the host's process table, so the default is right.
+NOT_FROM_VALUES = {"command", "func", "node_name", "kubeconfig", "device_config", "node_config", "metrics_host",
+                   "proc_root"}
+MIG_MINORS = "/host/proc/driver/nvidia-caps/mig-minors"
+
+
+def expected_options(overrides: dict[str, Any]) -> dict[str, Any]:
+    """What the agent's parser must produce from the chart rendered with `overrides`, derived from the values."""
+    values = merged_values(overrides)
+    agent, cdi, metrics = values["agent"], values["cdi"], values["metrics"]
+    sim = agent["backend"] == "sim"
+    return {
+        "log_level": agent["logLevel"],
+        "kubelet_dir": agent["kubeletDir"],
+        "default_mode": values["nodeConfig"]["defaultMode"],
+        "backend": agent["backend"],
+        "sim_gpus": (agent["simGpus"] or None) if sim else None,
+        "sim_state": (agent["simState"] or None) if sim else None,
+        "policy": agent["policy"],
+        "geometries": agent["geometries"],
+        "metrics_port": agent["metricsPort"],
+        "cdi": cdi["enabled"],
+        "cdi_dir": cdi["dir"] if cdi["enabled"] else "/var/run/cdi",
+        "cdi_base_spec": cdi["baseSpec"] if cdi["enabled"] else "",
+        # The chart mounts the host's /proc/driver/nvidia-caps for the nvml backend only.
+        "mig_minors": "/proc/driver/nvidia-caps/mig-minors" if sim else MIG_MINORS,
+        "state_dir": agent["stateDir"],
+        "manage_mig_mode": agent["manageMigMode"],
+        "ignore_gpu_operator": agent["ignoreGpuOperator"],
+        "idle_release_seconds": float(agent["idleReleaseSeconds"]),
+        "reconcile_interval": float(agent["reconcileIntervalSeconds"] or 30.0),
+        "allocate_timeout": float(agent["allocateTimeoutSeconds"] or 30.0),
+        "no_events": not agent["events"],
+        "no_legacy_metrics": not metrics["legacyNames"],
+        "no_v29_metrics": not metrics["v29Names"],
+    }
+
+
+def _parse_rendered(objects: list[Manifest]) -> Any:
     cli = pytest.importorskip("hami_mig.cli", reason="hami_mig.cli not importable")
     pytest.importorskip("hami_mig.cli.device_plugin", reason="the device-plugin subcommand is not there yet")
-    objects = render(VARIANTS[variant])
     env = {e["name"]: e.get("value", "") for e in agent_container(objects)["env"]}
     env["NODE_NAME"] = "gpu-node-1"  # what the downward API gives; the kubelet expands $(NODE_NAME)
     args = [a.replace("$(NODE_NAME)", env["NODE_NAME"]) for a in container_args(objects)]
     try:
-        parsed = cli.build_parser().parse_args(args)
+        return cli.build_parser().parse_args(args)
     except SystemExit as exc:  # argparse reports an unknown flag or a bad choice this way
         pytest.fail(f"hami-mig rejects the chart's arguments {args}: exit {exc.code}")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_agent_accepts_the_rendered_command_line(render: Render, variant: str) -> None:
+    """The DaemonSet's args parse with the agent's own CLI parser (ENTRYPOINT ["hami-mig"] + args), and every
+    option comes out as the values say."""
+    parsed = _parse_rendered(render(VARIANTS[variant]))
     assert parsed.command == "device-plugin"
     assert parsed.node_name == "gpu-node-1"
-    values = VARIANTS[variant]
-    agent = values.get("agent", {})
-    assert parsed.log_level == agent.get("logLevel", "info")
-    assert parsed.policy == agent.get("policy", "hami")
-    assert parsed.geometries == agent.get("geometries", "config")
-    assert parsed.backend == agent.get("backend", "nvml")
-    assert parsed.metrics_port == 31993
-    assert parsed.cdi == values.get("cdi", {}).get("enabled", False)
     assert parsed.device_config == "/etc/hami-mig/device-config.yaml"
     assert parsed.node_config == "/etc/hami-mig/config.json"
+    assert parsed.proc_root == "/proc"
+    expected = expected_options(VARIANTS[variant])
+    got = {key: getattr(parsed, key) for key in expected}
+    assert got == expected
+
+
+def test_every_agent_option_is_set_from_a_value_or_deliberately_not() -> None:
+    """A flag added to `hami-mig device-plugin` fails here until the chart wires it (or lists it above)."""
+    cli = pytest.importorskip("hami_mig.cli", reason="hami_mig.cli not importable")
+    options = set(vars(cli.build_parser().parse_args(["device-plugin"])))
+    assert options - NOT_FROM_VALUES == set(expected_options({}))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_rendered_command_line_builds_the_agent_config(render: Render, variant: str, tmp_path: Path) -> None:
+    """Past argparse: the agent's own build_config accepts the rendered flags and ConfigMaps."""
+    device_plugin = pytest.importorskip("hami_mig.cli.device_plugin")
+    objects = render(VARIANTS[variant])
+    parsed = _parse_rendered(objects)
+    configmaps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+    for attr, key in (("device_config", "device-config.yaml"), ("node_config", "config.json")):
+        found = [cm["data"][key] for cm in configmaps.values() if key in cm.get("data", {})]
+        if found:
+            (tmp_path / key).write_text(found[0], encoding="utf-8")
+            setattr(parsed, attr, str(tmp_path / key))
+        else:  # existingConfigMap: not rendered, so the agent's defaults stand in
+            setattr(parsed, attr, None)
+    config = device_plugin.build_config(parsed)
+    values = merged_values(VARIANTS[variant])
+    assert config.state_dir == values["agent"]["stateDir"]
+    assert config.manage_mig_mode is values["agent"]["manageMigMode"]
+    assert config.ignore_gpu_operator is values["agent"]["ignoreGpuOperator"]
+    assert config.idle_release_s == float(values["agent"]["idleReleaseSeconds"])
+    assert config.cdi is values["cdi"]["enabled"]
+    assert (config.cdi_dir, config.cdi_base_spec) == (parsed.cdi_dir, parsed.cdi_base_spec)
+    assert (config.mig_minors_path, config.proc_root) == (parsed.mig_minors, "/proc")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_paths_the_flags_name_are_mounted_from_the_host(render: Render, variant: str) -> None:
+    """Each host path a flag names is visible in the container, read-write where the agent writes."""
+    objects = render(VARIANTS[variant])
+    parsed = _parse_rendered(objects)
+    assert _host_path_of(objects, parsed.state_dir) == (parsed.state_dir, False), "journal: hostPath, read-write"
+    assert _host_path_of(objects, parsed.kubelet_dir) == (parsed.kubelet_dir, False)
+    if parsed.backend == "nvml":
+        assert _host_path_of(objects, parsed.mig_minors) == ("/proc/driver/nvidia-caps/mig-minors", True)
+    if parsed.cdi:
+        assert _host_path_of(objects, parsed.cdi_dir.rstrip("/")) == (parsed.cdi_dir.rstrip("/"), False)
+    if parsed.cdi_base_spec:
+        host, _read_only = _host_path_of(objects, parsed.cdi_base_spec) or ("", False)
+        assert host == parsed.cdi_base_spec
 
 
 def test_policy_geometries_and_log_level_reach_the_agent(render: Render) -> None:
@@ -243,11 +375,87 @@ def test_cdi_mounts_the_spec_directory_and_passes_the_flags(render: Render) -> N
     objects = render(VARIANTS["cdi"])
     args = args_of(objects)
     assert "--cdi" in args and args["--cdi"] is None
+    assert args["--cdi-dir"] == "/var/run/cdi"
+    assert "--cdi-base-spec" not in args
     assert _mounts(objects)["/var/run/cdi"][1:] == ("/var/run/cdi", False)
-    assert "--cdi" not in args_of(render())
+    assert not {"--cdi", "--cdi-dir", "--cdi-base-spec"} & set(args_of(render()))
 
     custom = render({"cdi": {"enabled": True, "dir": "/etc/cdi"}})
     assert _mounts(custom)["/etc/cdi"][1] == "/etc/cdi"
+    assert args_of(custom)["--cdi-dir"] == "/etc/cdi"
+
+
+def test_cdi_base_spec_directory_is_mounted_read_only(render: Render) -> None:
+    objects = render(VARIANTS["all-agent-flags"])
+    args = args_of(objects)
+    assert (args["--cdi-dir"], args["--cdi-base-spec"]) == ("/etc/cdi", "/var/run/cdi/nvidia.yaml")
+    mounts = _mounts(objects)
+    assert mounts["/etc/cdi"][1:] == ("/etc/cdi", False)
+    assert mounts["/var/run/cdi"][1:] == ("/var/run/cdi", True)
+    assert _volume(objects, "/var/run/cdi")["hostPath"]["type"] == "Directory"
+
+    # In the directory the agent writes to: that read-write mount already shows it.
+    same = render(VARIANTS["cdi-base-spec-in-cdi-dir"])
+    assert args_of(same)["--cdi-base-spec"] == "/var/run/cdi/nvidia.yaml"
+    assert _mounts(same)["/var/run/cdi"][1:] == ("/var/run/cdi", False)
+    assert [m for m in agent_container(same)["volumeMounts"] if m["name"] == "cdi-base-spec"] == []
+
+    # Without cdi.enabled the agent writes no spec, so the base spec is neither passed nor mounted.
+    off = render({"cdi": {"baseSpec": "/etc/cdi/nvidia.yaml"}})
+    assert not {"--cdi", "--cdi-dir", "--cdi-base-spec"} & set(args_of(off))
+    assert "/etc/cdi" not in _mounts(off)
+
+
+def test_state_dir_is_a_host_directory(render: Render) -> None:
+    objects = render({"agent": {"stateDir": "/var/lib/hami-mig-journal"}})
+    assert args_of(objects)["--state-dir"] == "/var/lib/hami-mig-journal"
+    assert _mounts(objects)["/var/lib/hami-mig-journal"][1:] == ("/var/lib/hami-mig-journal", False)
+    volume = _volume(objects, "/var/lib/hami-mig-journal")
+    assert volume["hostPath"] == {"path": "/var/lib/hami-mig-journal", "type": "DirectoryOrCreate"}
+    assert "emptyDir" not in volume
+
+
+def test_mig_minors_come_from_the_mounted_host_table(render: Render) -> None:
+    objects = render()
+    assert args_of(objects)["--mig-minors"] == MIG_MINORS
+    assert _host_path_of(objects, MIG_MINORS) == ("/proc/driver/nvidia-caps/mig-minors", True)
+    # No host /proc is mounted anywhere (hostPID gives the host's process table): no --proc-root.
+    pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["hostPID"] is True
+    assert not [v for v in pod["volumes"] if v.get("hostPath", {}).get("path") == "/proc"]
+    assert "--proc-root" not in args_of(objects)
+    # The simulator has no driver procfs: the agent keeps its default.
+    assert "--mig-minors" not in args_of(render(VARIANTS["sim-demo"]))
+
+
+@pytest.mark.parametrize(
+    ("values", "flag", "value"),
+    [
+        ({"agent": {"manageMigMode": True}}, "--manage-mig-mode", None),
+        ({"agent": {"ignoreGpuOperator": True}}, "--ignore-gpu-operator", None),
+        ({"agent": {"idleReleaseSeconds": 600}}, "--idle-release-seconds", "600"),
+        ({"agent": {"idleReleaseSeconds": 0.5}}, "--idle-release-seconds", "0.5"),
+        ({"metrics": {"v29Names": False}}, "--no-v29-metrics", None),
+    ],
+)
+def test_agent_toggles(render: Render, values: dict[str, Any], flag: str, value: str | None) -> None:
+    args = args_of(render(values))
+    assert flag in args and args[flag] == value
+    assert flag not in args_of(render()), f"{flag} is not the default"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"agent": {"stateDir": "/var/lib/kubelet/device-plugins"}},
+        {"agent": {"stateDir": "/tmp"}},
+        {"cdi": {"enabled": True, "dir": "/var/lib/hami-mig/"}},
+        {"cdi": {"enabled": True, "dir": "/etc/cdi", "baseSpec": "/var/lib/hami-mig/nvidia.yaml"}},
+    ],
+)
+def test_colliding_mount_paths_fail_clearly(chart: Any, helm: Any, values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmError, match=r"must be different directories"):
+        chart.render(values, name="x")
 
 
 def test_minimal_capabilities_mode(render: Render) -> None:
@@ -286,7 +494,9 @@ def test_optional_flags(render: Render) -> None:
     assert args["--default-mode"] == "hami-core"
     assert args["--metrics-host"] == "0.0.0.0"
     assert container_args(objects)[-1] == "--metrics-host=0.0.0.0"  # extra args last
-    for flag in ("--reconcile-interval", "--allocate-timeout", "--no-events", "--no-legacy-metrics"):
+    for flag in ("--reconcile-interval", "--allocate-timeout", "--no-events", "--no-legacy-metrics",
+                 "--no-v29-metrics", "--manage-mig-mode", "--ignore-gpu-operator", "--idle-release-seconds",
+                 "--cdi-base-spec", "--proc-root"):
         assert flag not in args_of(render())
     pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
     assert "priorityClassName" not in pod
@@ -507,6 +717,16 @@ def test_schema_is_draft_07_and_accepts_the_defaults(chart: Any) -> None:
         ({"nodeConfig": {"nodes": [{"operatingmode": "mig"}]}}, "at '/nodeConfig/nodes/0': missing property 'name'"),
         ({"securityContext": {"privileged": "yes"}}, "at '/securityContext/privileged': got string, want boolean"),
         ({"agent": {"polcy": "hami"}}, "additional properties 'polcy' not allowed"),
+        ({"agent": {"idleReleaseSeconds": -1}}, "at '/agent/idleReleaseSeconds': minimum: got -1, want 0"),
+        ({"agent": {"idleReleaseSeconds": "10m"}}, "at '/agent/idleReleaseSeconds': got string, want number"),
+        ({"agent": {"stateDir": "var/lib/hami-mig"}}, "at '/agent/stateDir'"),
+        ({"agent": {"stateDir": "/"}}, "at '/agent/stateDir'"),
+        ({"agent": {"manageMigMode": "yes"}}, "at '/agent/manageMigMode': got string, want boolean"),
+        ({"agent": {"ignoreGpuOperator": 1}}, "at '/agent/ignoreGpuOperator': got number, want boolean"),
+        ({"cdi": {"baseSpec": "nvidia.yaml"}}, "at '/cdi/baseSpec'"),
+        ({"cdi": {"baseSpec": "/nvidia.yaml"}}, "at '/cdi/baseSpec'"),
+        ({"cdi": {"baseSpec": "/etc/cdi/"}}, "at '/cdi/baseSpec'"),
+        ({"metrics": {"v29Names": "false"}}, "at '/metrics/v29Names': got string, want boolean"),
         ({"deviceConfig": {"extra": {"deviceSplitCount": 3}}},
          "at '/deviceConfig/extra/deviceSplitCount': false schema"),
         ({"deviceConfig": {"knownMigGeometries": [{"models": ["A30"], "allowedGeometries": [[{"name": "1g.6gb",
@@ -538,7 +758,7 @@ def test_every_default_value_is_described_by_the_schema() -> None:
 
 
 def test_helm_lint_is_clean(helm: Any) -> None:
-    for values in ({}, VARIANTS["everything"], VARIANTS["minimal-capabilities"]):
+    for values in ({}, VARIANTS["everything"], VARIANTS["minimal-capabilities"], VARIANTS["all-agent-flags"]):
         report = helm.lint(str(CHART_DIR), copy.deepcopy(values), strict=True, namespace=NAMESPACE)
         assert report["errors"] == []
         # Severity 1 (info) is only "icon is recommended"; warnings (2) and errors (3) fail.
