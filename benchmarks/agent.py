@@ -45,6 +45,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import ms, percentile  # noqa: E402
+
 from hami_mig.agent.config import AgentConfig  # noqa: E402
 from hami_mig.cli.device_plugin import settle_heap  # noqa: E402
 from hami_mig.mig.planner import GeometryMode, Policy  # noqa: E402
@@ -65,18 +67,6 @@ WARMUP = 10  # admissions before timing starts (first planner calls fill the lay
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
-def ms(seconds: float) -> str:
-    return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f} ms"
 
 
 def p50_p99(values: Sequence[float]) -> str:

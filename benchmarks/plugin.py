@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+from timing import ms, percentile  # noqa: E402
 
 from hami_mig.plugin import (  # noqa: E402
     ContainerAllocation,
@@ -53,16 +54,6 @@ class TrivialAllocator:
 
 def devices(count: int) -> list[Device]:
     return [Device(f"dev-{i}", numa_node=i % 2, group=f"gpu{i // 7}") for i in range(count)]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
 
 
 class ServerProcess:
@@ -118,9 +109,9 @@ def bench_restarts(directory: Path, restarts: int) -> list[Row]:
         server.stop()
     return [
         (f"re-registration after the new kubelet.sock appears ({restarts} restarts)",
-         ms(statistics.median(from_up)), ms(percentile(from_up, 99)), "< 1 s"),
-        ("  same, counted from the start of the kubelet restart", ms(statistics.median(from_restart)),
-         ms(percentile(from_restart, 99)), ""),
+         ms(statistics.median(from_up), 2), ms(percentile(from_up, 99), 2), "< 1 s"),
+        ("  same, counted from the start of the kubelet restart", ms(statistics.median(from_restart), 2),
+         ms(percentile(from_restart, 99), 2), ""),
     ]
 
 
@@ -137,8 +128,8 @@ def bench_allocate(directory: Path, count: int, device_count: int) -> list[Row]:
             samples.append(time.perf_counter() - started)
         rss = server.rss_mib()
         server.stop()
-    return [(f"Allocate round trip ({count} calls, trivial allocator)", ms(statistics.median(samples)),
-             ms(percentile(samples, 99)), "p99 < 5 ms"),
+    return [(f"Allocate round trip ({count} calls, trivial allocator)", ms(statistics.median(samples), 2),
+             ms(percentile(samples, 99), 2), "p99 < 5 ms"),
             (f"plugin process RSS (VmRSS), {device_count} devices, after {count} Allocates", f"{rss:.1f} MiB", "",
              "< 60 MiB")]
 
@@ -178,7 +169,7 @@ def bench_streams(directory: Path, streams: int, count: int) -> list[Row]:
         server.stop()
     return [
         (f"Allocate while {streams} extra ListAndWatch streams are open ({count} calls, {errors} errors)",
-         ms(statistics.median(samples)), ms(percentile(samples, 99)), "no errors"),
+         ms(statistics.median(samples), 2), ms(percentile(samples, 99), 2), "no errors"),
         (f"  stream updates received in {elapsed:.1f} s (health flip every 50 ms): min/max per stream",
          str(min(received)), str(max(received)), f"kubelet got {kubelet_updates}"),
     ]

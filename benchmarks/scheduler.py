@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import urllib3  # noqa: E402
+from timing import percentile  # noqa: E402
 
 from hami_mig.agent.records import INSTANCES_ANNOTATION, HeldInstance, encode_records  # noqa: E402
 from hami_mig.kube.annotations import (  # noqa: E402
@@ -57,11 +58,6 @@ from hami_mig.testing.apiserver import FakeApiServer, pod_manifest  # noqa: E402
 MODEL = "NVIDIA A100-SXM4-80GB"
 SIZES = [8000, 8000, 15000, 15000, 30000, 40000, 70000]
 Row = tuple[str, ...]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def pod(name: str, limits: dict[str, str], **extra: Any) -> dict[str, Any]:

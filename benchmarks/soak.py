@@ -40,7 +40,6 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+from timing import ms, percentile  # noqa: E402
 
 from hami_mig.agent.records import INSTANCES_ANNOTATION  # noqa: E402
 from hami_mig.testing.apiserver import pod_manifest  # noqa: E402
@@ -68,17 +68,6 @@ def next_pod(rng: random.Random) -> dict[str, str]:
     if kind < 0.9:
         return {"nvidia.com/gpumem-percentage": str(rng.choice(PERCENTS))}
     return {"nvidia.com/gpu": "2", "nvidia.com/gpumem": str(rng.choice((8000, 19000)))}
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
-def ms(seconds: float) -> str:
-    return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f} ms"
 
 
 def rss_mib(pid: int) -> float:
@@ -325,13 +314,13 @@ def report(soak: Soak, rounds: int, elapsed: float, args: argparse.Namespace) ->
         *((f"  {kind}", str(n), "") for kind, n in sorted(soak.crashes.items())),
         ("kubelet restarts", str(c["kubelet restarts"]), ""),
         ("  re-registered, all devices healthy: p50 / max",
-         f"{ms(percentile(soak.kubelet_s, 50))} / {ms(max(soak.kubelet_s, default=math.nan))}", ""),
+         f"{ms(percentile(soak.kubelet_s, 50), 0)} / {ms(max(soak.kubelet_s, default=math.nan), 0)}", ""),
         ("  not re-registered within 30 s", str(c["kubelet restarts not followed by a registration within 30 s"]),
          "0"),
         ("agent starts that did not get ready within 60 s",
          str(c["agent starts that did not get ready within 60 s"]), "0"),
         ("agent starts: start -> registered, devices healthy p50 / max",
-         f"{ms(percentile(soak.restart_s, 50))} / {ms(max(soak.restart_s, default=math.nan))}", ""),
+         f"{ms(percentile(soak.restart_s, 50), 0)} / {ms(max(soak.restart_s, default=math.nan), 0)}", ""),
         ("instances lost (live pod's MIG UUID missing or moved)", str(len(soak.lost)), "0"),
         ("live pods whose record lacks their MIG UUID", str(len(soak.lost_records)), "0"),
         ("MIG instances held by two live pods", str(len(soak.double_booked)), "0"),
