@@ -27,6 +27,7 @@ from hami_mig.mig.planner import (
     cores_ok,
     covers,
     decide,
+    geometry_fit,
     needed_mib,
 )
 from hami_mig.mig.request import Request
@@ -190,25 +191,12 @@ def failure_reason(gpus: Sequence[GpuState], request: Request, geometries: Geome
 
 def _fit_problem(gpu: GpuState, geo: ResolvedGeometry) -> tuple[str, list[int]]:
     """("", free slot indices) when the in-use instances can stay in place inside `geo`, else the reason."""
-    wanted: dict[str, int] = {}
-    for inst in gpu.in_use():
-        wanted[inst.profile] = wanted.get(inst.profile, 0) + 1
-    free: list[int] = []
-    left = dict(wanted)
-    for slot in geo.slots:
-        if left.get(slot.profile.name, 0) > 0:
-            left[slot.profile.name] -= 1
-        else:
-            free.append(slot.index)
-    short = [f"{n}x {p}" if n > 1 else p for p, n in left.items() if n > 0]
-    if short:
-        return f"no slot for the in-use {_and(short)}", []
-    lay = for_model(gpu.model)
-    fixed = lay.occupied(i.key() for i in gpu.in_use())
-    if not lay.realizable(fixed, [geo.slots[i].profile.name for i in free]):
-        return (f"its other slots cannot be placed around the in-use {_and([_at(i) for i in gpu.in_use()])}",
-                [])
-    return "", free
+    free, missing = geometry_fit(gpu, geo)
+    if free is not None:
+        return "", free
+    if missing:
+        return f"no slot for the in-use {_and([f'{n}x {p}' if n > 1 else p for p, n in missing.items()])}", []
+    return f"its other slots cannot be placed around the in-use {_and([_at(i) for i in gpu.in_use()])}", []
 
 
 def _describe_free(geo: ResolvedGeometry, free: Sequence[int]) -> str:

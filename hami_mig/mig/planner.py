@@ -109,9 +109,12 @@ def _at(gpu: GpuState, lay: Layouts, fixed: int, profile: Profile, start: int, *
     return Candidate(gpu, profile, start, reuse, destroys, blocked=_blocked_weight(lay, fixed, m), **where)
 
 
-def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> list[int] | None:
-    """Indices of the geometry's slots not held by in-use instances, or None when the in-use
-    instances cannot all stay where they are inside this geometry."""
+def geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> tuple[list[int] | None, dict[str, int]]:
+    """Whether the GPU's in-use instances can all stay where they are inside this geometry.
+
+    (indices of the geometry's slots they leave free, {}) when they can; (None, {profile: how many
+    in-use instances of it lack a slot}) when the geometry has too few slots of their profiles;
+    (None, {}) when it has the slots but its other slots cannot be placed around them."""
     taken: dict[str, int] = {}
     for inst in gpu.in_use():
         taken[inst.profile] = taken.get(inst.profile, 0) + 1
@@ -122,13 +125,19 @@ def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> list[int] | None:
             taken[name] -= 1
         else:
             free.append(slot.index)
-    if any(n > 0 for n in taken.values()):
-        return None
+    missing = {p: n for p, n in taken.items() if n > 0}
+    if missing:
+        return None, missing
     lay = for_model(gpu.model)
     fixed = lay.occupied(i.key() for i in gpu.in_use())
     if not lay.realizable(fixed, [geo.slots[i].profile.name for i in free]):
-        return None
-    return free
+        return None, {}
+    return free, {}
+
+
+def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> list[int] | None:
+    """The free slot indices of `geometry_fit`, or None when the geometry cannot hold the in-use instances."""
+    return geometry_fit(gpu, geo)[0]
 
 
 def _geometries_kept(gpu: GpuState, cand: Candidate, geometries: Sequence[ResolvedGeometry]) -> int:
