@@ -8,7 +8,8 @@ Prints plain-text tables and asserts nothing (issue 6's targets are in the `targ
 (a) Allocate latency, end to end: the real agent in-process (SimCluster: fake API server over real
     HTTP, fake kubelet calling Allocate over real gRPC, NVML simulator), a seeded mixed workload
     (gpumem in MiB, gpumem-percentage, some 2-instance pods; pods end at random, a completed pod
-    stays on the node until 50 newer ones completed). Timed: the kubelet's gRPC Allocate call.
+    stays on the node until 50 newer ones completed). Timed: the kubelet's gRPC Allocate call, started once
+    the agent has finished refreshing its snapshot after the previous one (as when pods arrive spaced).
     "NVML excluded" subtracts the time spent inside simulated NVML calls (a timing proxy between
     the agent's NvmlBackend and the simulator), so it is the agent's own time plus the API round
     trips. Then the same workload (a prefix of it) with a realistic NVML latency: 0.3 s per GPU
@@ -226,6 +227,7 @@ def run_inprocess(policy: Policy, geometries: GeometryMode, admissions: int, see
             cluster.submit(name, next_pod(rng))
             assert cluster.agent is not None
             last = cluster.agent.history[-1] if cluster.agent.history else None
+            cluster.agent.snapshot(wait_s=30.0)  # the previous call's background refresh is done
             cluster.sim.reset_counts()
             timer.reset()
             gc_clock.reset()

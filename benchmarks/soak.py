@@ -351,7 +351,8 @@ def report(soak: Soak, rounds: int, elapsed: float, args: argparse.Namespace) ->
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
              for r in [("measurement", "value", "target"), tuple("-" * w for w in widths), *rows]]
     if soak.leaks:
-        lines.append("leaked (GPU, profile, start; crash kind; whose record names it):\n" + "\n".join(
+        lines.append("new unheld instances after a recovery (GPU, profile, start; crash kind; whose record names it):\n"
+                     + "\n".join(
             f"  {u} {p}; {kind}; {who}" for u, (p, kind, who) in sorted(soak.leaks.items())))
     if soak.lost:
         lines.append("lost: " + ", ".join(sorted(soak.lost)))

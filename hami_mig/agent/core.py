@@ -36,6 +36,9 @@ from hami_mig.plugin import (
 )
 
 log = logging.getLogger(__name__)
+
+REFRESH_DELAY_S = 0.1
+"""How long after an Allocate the background refresh of the snapshot starts."""
 SOCKET_NAME = "hami-mig.sock"
 
 
@@ -84,6 +87,8 @@ class Agent:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refresher: threading.Thread | None = None
+        self._stale = threading.Event()  # an Allocate changed GPUs or records since the snapshot was taken
         self._snapshot = NodeSnapshot(node=config.node_name)
         self._api_ok = False
         self._api_problem = "API server not reachable"
@@ -103,13 +108,17 @@ class Agent:
         self.server.start()
         self._thread = threading.Thread(target=self._loop, name="hami-mig-reconcile", daemon=True)
         self._thread.start()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="hami-mig-refresh", daemon=True)
+        self._refresher.start()
 
     def stop(self, grace: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
+        self._stale.set()  # wakes the refresher, which sees the stop
         self.server.stop(grace)
-        if self._thread is not None:
-            self._thread.join(timeout=grace + 5)
+        for thread in (self._thread, self._refresher):
+            if thread is not None:
+                thread.join(timeout=grace + 5)
         self.events.close()
 
     def _report_geometries(self) -> None:
@@ -173,7 +182,9 @@ class Agent:
             self.events.allocated(outcome)
             if outcome.target.mode == "hami":
                 release_node_lock(self.kube, self.config.node_name, outcome.target.pod)
-            self._refresh_after_allocate()
+            # The snapshot (metrics, demo) and the advertised list are refreshed after the kubelet has its
+            # answer: re-reading every GPU and the pods again would double the Allocate's time.
+            self._stale.set()
             return answer(outcome, self.config)
 
     def _ports(self) -> Ports:
@@ -236,7 +247,19 @@ class Agent:
             self.stats.count_api_error(type(exc).__name__)
             raise
 
+    def _refresh_loop(self) -> None:
+        while not self._stop.is_set():
+            self._stale.wait()
+            # Let the answer reach the kubelet first (this thread would compete with it for the GIL), and
+            # take the Allocates of a pod's several containers in one refresh.
+            if self._stop.wait(REFRESH_DELAY_S):
+                return
+            with self._lock:
+                if self._stale.is_set():  # a reader may have refreshed it meanwhile
+                    self._refresh_after_allocate()
+
     def _refresh_after_allocate(self) -> None:
+        self._stale.clear()
         try:
             pods = self._list_pods()
             self._update(self._inventory(pods), pods)
@@ -247,6 +270,7 @@ class Agent:
     def reconcile(self) -> None:
         """Re-read NVML and the node's pods, refresh what is advertised and published, report drift."""
         with self._lock:
+            self._stale.clear()  # what follows reads everything afresh
             try:
                 pods = self._list_pods()
             except ApiError as exc:
@@ -343,8 +367,17 @@ class Agent:
             log.warning("could not publish the node's GPUs: %s", exc)
 
     # -- views -----------------------------------------------------------------------------------
-    def snapshot(self) -> NodeSnapshot:
-        """The latest picture (refreshed after every Allocate and reconcile pass)."""
+    def snapshot(self, wait_s: float = 1.0) -> NodeSnapshot:
+        """The latest picture, taken after the last Allocate and reconcile pass.
+
+        Right after an Allocate the picture is refreshed in the background; a reader arriving before that
+        waits for it (up to `wait_s`, then gets the previous picture rather than stalling a scrape)."""
+        if self._stale.is_set() and self._lock.acquire(timeout=wait_s):
+            try:
+                if self._stale.is_set():
+                    self._refresh_after_allocate()
+            finally:
+                self._lock.release()
         return self._snapshot
 
     def ready(self) -> tuple[bool, str]:
