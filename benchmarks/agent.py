@@ -321,6 +321,7 @@ class ProcessResult:
     rss_ready: tuple[float, float] = (0.0, 0.0)
     rss_after: tuple[float, float] = (0.0, 0.0)
     rss_restarted: tuple[float, float] = (0.0, 0.0)
+    rss_series: list[tuple[int, float]] = field(default_factory=list)  # (admissions so far, VmRSS MiB)
     admitted: int = 0
     refused: int = 0
     latency: list[float] = field(default_factory=list)
@@ -361,6 +362,8 @@ def run_process(policy: Policy, geometries: GeometryMode, admissions: int, resta
                     completed.append(name)
                 while len(completed) > KEEP_COMPLETED:
                     node.api.delete_pod("default", completed.popleft(), grace_period_s=0)
+                if (n + 1) % max(1, admissions // 10) == 0:
+                    out.rss_series.append((n + 1, rss_mib(node.proc.pid)[0]))
             out.rss_after = rss_mib(node.proc.pid)
             for _ in range(restarts):
                 previous = node.kubelet.registration(RESOURCE)
@@ -397,6 +400,8 @@ def process_rows(results: dict[str, ProcessResult], admissions: int, restarts: i
     return [
         row("agent RSS when ready (VmRSS, VmHWM)", lambda r: rss(r.rss_ready)),
         row(f"agent RSS after {admissions} admissions", lambda r: rss(r.rss_after), "< 80 MiB"),
+        row("  RSS along the way (admissions: MiB)",
+            lambda r: " ".join(f"{n}:{mib:.0f}" for n, mib in r.rss_series)),
         row("  admitted / refused", lambda r: f"{r.admitted} / {r.refused}"),
         row("  gRPC Allocate p50 / p99 (subprocess, sim file I/O incl.)", lambda r: p50_p99(r.latency)),
         row(f"agent RSS after {restarts} restarts (fresh process, pods running)", lambda r: rss(r.rss_restarted)),

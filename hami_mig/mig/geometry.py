@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import yaml
@@ -100,7 +101,7 @@ class ResolvedGeometry:
     index: int
     slots: tuple[Slot, ...]
 
-    @property
+    @cached_property
     def profiles(self) -> tuple[str, ...]:
         return tuple(s.profile.name for s in self.slots)
 

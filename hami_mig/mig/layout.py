@@ -57,6 +57,14 @@ class Layouts:
         """True when every profile in the list can be placed without overlap around `occupied`."""
         return self.assign(occupied, profiles) is not None
 
+    def sort_key(self, profiles: Sequence[str]) -> tuple[str, ...]:
+        """The profiles in the order the placement search takes them (largest first), for `realizable_sorted`."""
+        return tuple(sorted(profiles, key=lambda p: (-self._size[p], p)))
+
+    def realizable_sorted(self, occupied: int, key: tuple[str, ...]) -> bool:
+        """`realizable` for profiles already put in order by `sort_key` (a hot loop sorts them once)."""
+        return self._assign_sorted(occupied, key) is not None
+
     def assign(self, occupied: int, profiles: Sequence[str]) -> tuple[int, ...] | None:
         """Starts for the profiles (in the given order), or None when no non-overlapping assignment exists."""
         order = sorted(range(len(profiles)), key=lambda i: (-self._size[profiles[i]], profiles[i]))

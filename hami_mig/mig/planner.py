@@ -162,19 +162,23 @@ def config_candidates(
         free = _geometry_fit(gpu, geo)
         if free is None:
             continue
+        kinds: set[tuple[str, int]] = set()
         for pos, idx in enumerate(free):
             slot = geo.slots[idx]
+            if (slot.profile.name, slot.core) in kinds:
+                continue  # an identical slot earlier in this geometry already gave every placement it could
+            kinds.add((slot.profile.name, slot.core))
             if not covers(slot.profile, gpu.model, request):
                 continue
             if not cores_ok(request, slot.profile, gpu.model, slot.core):
                 continue
-            rest = [geo.slots[i].profile.name for j, i in enumerate(free) if j != pos]
+            rest = lay.sort_key([geo.slots[i].profile.name for j, i in enumerate(free) if j != pos])
             found: list[Candidate] = []
             for start in lay.free_starts(slot.profile.name, fixed):
                 if (slot.profile.name, start) in seen:
                     continue
                 m = profile_mask(slot.profile, start)
-                if lay.realizable(fixed | m, rest):
+                if lay.realizable_sorted(fixed | m, rest):
                     found.append(_at(gpu, lay, fixed, slot.profile, start, geometry_index=geo.index, slot=idx))
             if first_only and found:
                 # Reuse a free instance if it is one of the slot's valid placements, else fewest ops;
