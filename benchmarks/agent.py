@@ -46,6 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from podmix import next_pod, rss_mib  # noqa: E402
 from timing import ms, percentile  # noqa: E402
 
 from hami_mig.agent.config import AgentConfig  # noqa: E402
@@ -59,8 +60,6 @@ from tests.reliability.harness import RESOURCE, ProcessNode  # noqa: E402
 
 GPUS = "A100-SXM4-80GB:8"
 POLICIES: tuple[tuple[Policy, GeometryMode], ...] = (("hami", "config"), ("best-fit", "any"))
-SIZES = (4000, 8000, 9000, 15000, 19000, 30000, 40000, 70000)
-PERCENTS = (10, 25, 50)
 KEEP_COMPLETED = 50  # completed pods left on the node (the agent lists them on every Allocate)
 GI_LATENCY_S = 0.3
 GI_CALLS = sorted(KINDS["create_gi"] | KINDS["destroy_gi"])
@@ -82,26 +81,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
     return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *(line(r) for r in cells[1:])])
-
-
-def next_pod(rng: random.Random) -> dict[str, str]:
-    """70% gpumem in MiB, 20% gpumem-percentage, 10% two instances (each on its own GPU)."""
-    kind = rng.random()
-    if kind < 0.7:
-        return {"nvidia.com/gpumem": str(rng.choice(SIZES))}
-    if kind < 0.9:
-        return {"nvidia.com/gpumem-percentage": str(rng.choice(PERCENTS))}
-    return {"nvidia.com/gpu": "2", "nvidia.com/gpumem": str(rng.choice((8000, 19000)))}
-
-
-def rss_mib(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
 
 
 class GcClock:

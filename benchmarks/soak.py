@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
+from podmix import next_pod, rss_mib  # noqa: E402
 from timing import ms, percentile  # noqa: E402
 
 from hami_mig.agent.records import INSTANCES_ANNOTATION  # noqa: E402
@@ -54,27 +55,8 @@ from hami_mig.testing.apiserver import pod_manifest  # noqa: E402
 from tests.reliability.harness import RESOURCE, ProcessNode  # noqa: E402
 
 GPUS = "A100-SXM4-80GB:8"
-SIZES = (4000, 8000, 9000, 15000, 19000, 30000, 40000, 70000)
-PERCENTS = (10, 25, 50)
 KEEP_COMPLETED = 50
 Placement = tuple[int, str, int]  # GPU index, profile, start slice
-
-
-def next_pod(rng: random.Random) -> dict[str, str]:
-    """70% gpumem in MiB, 20% gpumem-percentage, 10% two instances (each on its own GPU)."""
-    kind = rng.random()
-    if kind < 0.7:
-        return {"nvidia.com/gpumem": str(rng.choice(SIZES))}
-    if kind < 0.9:
-        return {"nvidia.com/gpumem-percentage": str(rng.choice(PERCENTS))}
-    return {"nvidia.com/gpu": "2", "nvidia.com/gpumem": str(rng.choice((8000, 19000)))}
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
 
 
 @dataclass
@@ -277,12 +259,12 @@ def run(args: argparse.Namespace) -> tuple[Soak, int, float]:
                     soak.counts["admitted" if ok else "refused cleanly"] += 1
                 if rounds % 10 == 1 and soak.alive():
                     assert soak.node.proc is not None
-                    soak.rss.append((rounds, soak.incarnation, rss_mib(soak.node.proc.pid)))
+                    soak.rss.append((rounds, soak.incarnation, rss_mib(soak.node.proc.pid)[0]))
             # the end: the node still works and nothing was lost
             if not soak.alive():
                 soak.recover("before an NVML step, in a background reconcile", soak.free_places(soak.instances()))
             assert soak.node.proc is not None
-            soak.rss.append((rounds, soak.incarnation, rss_mib(soak.node.proc.pid)))
+            soak.rss.append((rounds, soak.incarnation, rss_mib(soak.node.proc.pid)[0]))
             soak.finish_some()
             soak.check(soak.instances())
             soak.counts["instances at the end"] = len(soak.instances())
