@@ -254,9 +254,17 @@ class Agent:
             # take the Allocates of a pod's several containers in one refresh.
             if self._stop.wait(REFRESH_DELAY_S):
                 return
-            with self._lock:
-                if self._stale.is_set():  # a reader may have refreshed it meanwhile
+            self._refresh_if_stale()
+
+    def _refresh_if_stale(self, wait_s: float = -1) -> None:
+        """Refresh the snapshot if an Allocate left it stale; wait at most `wait_s` for the lock (-1: as long
+        as it takes), and give up silently after that."""
+        if self._stale.is_set() and self._lock.acquire(timeout=wait_s):
+            try:
+                if self._stale.is_set():  # the other caller may have refreshed it while we waited
                     self._refresh_after_allocate()
+            finally:
+                self._lock.release()
 
     def _refresh_after_allocate(self) -> None:
         self._stale.clear()
@@ -372,12 +380,7 @@ class Agent:
 
         Right after an Allocate the picture is refreshed in the background; a reader arriving before that
         waits for it (up to `wait_s`, then gets the previous picture rather than stalling a scrape)."""
-        if self._stale.is_set() and self._lock.acquire(timeout=wait_s):
-            try:
-                if self._stale.is_set():
-                    self._refresh_after_allocate()
-            finally:
-                self._lock.release()
+        self._refresh_if_stale(wait_s)
         return self._snapshot
 
     def ready(self) -> tuple[bool, str]:
