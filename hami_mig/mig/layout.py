@@ -55,11 +55,15 @@ class Layouts:
 
     def realizable(self, occupied: int, profiles: Sequence[str]) -> bool:
         """True when every profile in the list can be placed without overlap around `occupied`."""
-        return self.assign(occupied, profiles) is not None
+        return self.realizable_sorted(occupied, self.sort_key(profiles))
+
+    def _search_rank(self, profile: str) -> tuple[int, str]:
+        """Largest profiles first (fewest branches), then by name so equal lists share one memo entry."""
+        return (-self._size[profile], profile)
 
     def sort_key(self, profiles: Sequence[str]) -> tuple[str, ...]:
         """The profiles in the order the placement search takes them (largest first), for `realizable_sorted`."""
-        return tuple(sorted(profiles, key=lambda p: (-self._size[p], p)))
+        return tuple(sorted(profiles, key=self._search_rank))
 
     def realizable_sorted(self, occupied: int, key: tuple[str, ...]) -> bool:
         """`realizable` for profiles already put in order by `sort_key` (a hot loop sorts them once)."""
@@ -67,7 +71,7 @@ class Layouts:
 
     def assign(self, occupied: int, profiles: Sequence[str]) -> tuple[int, ...] | None:
         """Starts for the profiles (in the given order), or None when no non-overlapping assignment exists."""
-        order = sorted(range(len(profiles)), key=lambda i: (-self._size[profiles[i]], profiles[i]))
+        order = sorted(range(len(profiles)), key=lambda i: self._search_rank(profiles[i]))
         key = tuple(profiles[i] for i in order)
         found = self._assign_sorted(occupied, key)
         if found is None:
