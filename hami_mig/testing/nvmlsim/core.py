@@ -112,53 +112,46 @@ class SimCore:
         raise AttributeError(f"the NVML simulator has no {name!r}")
 
     # -- handle resolution (inside a transaction) -------------------------------------------------
-    def _gpu(self, state: SimState, handle: object, allow_mig: bool = True) -> SimGpu:
+    @staticmethod
+    def _live(state: SimState, handle: object, kinds: tuple[int, ...]) -> tuple[SimGpu, int, int]:
+        """(GPU, handle kind, serial) of a handle of one of `kinds`, failing as the driver does: a foreign or
+        out-of-range handle is INVALID_ARGUMENT, one on a lost GPU GPU_IS_LOST."""
         unpacked = unpack_handle(handle)
-        if unpacked is None or unpacked[0] not in (KIND_GPU, KIND_MIG) or unpacked[1] >= len(state.gpus):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        if unpacked[0] == KIND_MIG and not allow_mig:
+        if unpacked is None or unpacked[0] not in kinds or unpacked[1] >= len(state.gpus):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         gpu = state.gpus[unpacked[1]]
         if gpu.lost:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
-        return gpu
+        return gpu, unpacked[0], unpacked[2]
+
+    def _gpu(self, state: SimState, handle: object, allow_mig: bool = True) -> SimGpu:
+        return self._live(state, handle, (KIND_GPU, KIND_MIG) if allow_mig else (KIND_GPU,))[0]
 
     def _mig(self, state: SimState, handle: object) -> tuple[SimGpu, SimGi, SimCi] | None:
         """The (GPU, GI, CI) behind a MIG device handle; None for a physical GPU handle."""
-        gpu = self._gpu(state, handle)
-        unpacked = unpack_handle(handle)
-        assert unpacked is not None
-        if unpacked[0] != KIND_MIG:
+        gpu, kind, serial = self._live(state, handle, (KIND_GPU, KIND_MIG))
+        if kind != KIND_MIG:
             return None
-        for gi in gpu.gis:
-            for ci in gi.cis:
-                if ci.serial == unpacked[2]:
-                    return gpu, gi, ci
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return (gpu, *self._ci_by_serial(gpu, serial))
 
     def _gi(self, state: SimState, handle: object) -> tuple[SimGpu, SimGi]:
-        unpacked = unpack_handle(handle)
-        if unpacked is None or unpacked[0] != KIND_GI or unpacked[1] >= len(state.gpus):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        gpu = state.gpus[unpacked[1]]
-        if gpu.lost:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        gpu, _, serial = self._live(state, handle, (KIND_GI,))
         for gi in gpu.gis:
-            if gi.serial == unpacked[2]:
+            if gi.serial == serial:
                 return gpu, gi
         raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
 
     def _ci(self, state: SimState, handle: object) -> tuple[SimGpu, SimGi, SimCi]:
-        unpacked = unpack_handle(handle)
-        if unpacked is None or unpacked[0] != KIND_CI or unpacked[1] >= len(state.gpus):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        gpu = state.gpus[unpacked[1]]
-        if gpu.lost:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        gpu, _, serial = self._live(state, handle, (KIND_CI,))
+        return (gpu, *self._ci_by_serial(gpu, serial))
+
+    @staticmethod
+    def _ci_by_serial(gpu: SimGpu, serial: int) -> tuple[SimGi, SimCi]:
+        """The CI a MIG device or CI handle names (both carry the CI's serial); NOT_FOUND once it is destroyed."""
         for gi in gpu.gis:
             for ci in gi.cis:
-                if ci.serial == unpacked[2]:
-                    return gpu, gi, ci
+                if ci.serial == serial:
+                    return gi, ci
         raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
 
     @staticmethod
