@@ -6,6 +6,8 @@ code the real driver returns.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from functools import cache
 
 import pynvml
@@ -25,6 +27,27 @@ def fail(code: int) -> pynvml.NVMLError:
 @cache
 def model_of(name: str) -> GpuModel:
     return default_catalogue().lookup(name)
+
+
+def gpu_model(gpu: SimGpu) -> GpuModel:
+    """The profile table this GPU's driver reports: the catalogue's, changed by any drift a test set on it."""
+    if not gpu.profile_drift:
+        return model_of(gpu.model)
+    return _drifted(gpu.model, json.dumps(gpu.profile_drift, sort_keys=True))
+
+
+@cache
+def _drifted(name: str, drift_json: str) -> GpuModel:
+    base, drift = model_of(name), json.loads(drift_json)
+    profiles = []
+    for p in base.profiles:
+        change = drift.get(p.name, {})
+        if change.get("absent"):
+            continue
+        profiles.append(replace(p, memory_mib=int(change.get("memory_mib", p.memory_mib)),
+                                max_count=int(change.get("max_count", p.max_count)),
+                                starts=tuple(int(s) for s in change.get("starts", p.starts))))
+    return replace(base, profiles=tuple(profiles))
 
 
 def total_memory_mib(model: GpuModel) -> int:
@@ -102,7 +125,7 @@ def _gi_id(state: SimState, gpu: SimGpu, model: GpuModel, profile: Profile, star
 
 
 def create_gi(state: SimState, gpu: SimGpu, profile: Profile, start: int | None, size: int | None = None) -> SimGi:
-    model = model_of(gpu.model)
+    model = gpu_model(gpu)
     if start is None:
         start = next((s for s in auto_order(model, profile) if refusal(gpu, model, profile, s) is None), None)
         if start is None:
