@@ -29,6 +29,18 @@ class Run:
         return json.loads(self.out)
 
 
+def require_no_driver() -> None:
+    """The no-driver path can only be shown where no NVIDIA driver is installed (a real one skips it)."""
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return
+    pynvml.nvmlShutdown()
+    pytest.skip("a real NVIDIA driver is present here; the no-driver path cannot be shown")
+
+
 @pytest.fixture(autouse=True)
 def no_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No kubeconfig, service account or NODE_NAME leaks in from the machine running the tests."""

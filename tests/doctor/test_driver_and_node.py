@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hami_mig.testing.nvmlsim import NvmlSim
-from tests.doctor.conftest import Run
+from tests.doctor.conftest import Run, require_no_driver
 
 Node = Callable[..., tuple[NvmlSim, list[str]]]
 Doctor = Callable[..., Run]
@@ -52,15 +52,7 @@ def test_r450_is_too_old(node: Node, doctor: Doctor, monkeypatch: pytest.MonkeyP
 
 def test_nvml_that_does_not_load(doctor: Doctor, monkeypatch: pytest.MonkeyPatch) -> None:
     """On this machine there is no driver: the real backend says so in one failing line, and the rest still runs."""
-    import pynvml
-
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        pass
-    else:
-        pynvml.nvmlShutdown()
-        pytest.skip("a real NVIDIA driver is present here")
+    require_no_driver()
     run = doctor("--kubelet-dir", "/nonexistent/device-plugins")
     assert run.code == 1
     (line,) = run.lines("fail", "nvml.load")

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from hami_mig.doctor.hwreport import default_name, main
+from tests.doctor.conftest import require_no_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu-check.sh"
@@ -42,15 +41,7 @@ def test_the_report_on_a_simulated_node(tmp_path: Path) -> None:
 
 
 def test_without_a_gpu_the_report_says_why(tmp_path: Path) -> None:
-    import pynvml
-
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        pass
-    else:
-        pynvml.nvmlShutdown()
-        pytest.skip("a real NVIDIA driver is present: this test is about a node without one")
+    require_no_driver()
     code, report, _err = check(tmp_path)
     assert code == 1
     assert (tmp_path / "gpu-check-no-gpu.json").is_file()

@@ -109,13 +109,7 @@ class MigCalls(SimCore):
         if placementsRef is None:
             count.value = len(p.starts)
             return int(pynvml.NVML_SUCCESS)
-        array = deref(placementsRef)
-        if len(array) < len(p.starts):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_INSUFFICIENT_SIZE)
-        for i, start in enumerate(p.starts):
-            array[i].start = start
-            array[i].size = p.memory_slices
-        count.value = len(p.starts)
+        driver.fill_placements(deref(placementsRef), count, p)
         return int(pynvml.NVML_SUCCESS)
 
     # -- GPU instances ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from functools import cache
+from typing import Any
 
 import pynvml
 
@@ -61,6 +62,16 @@ def by_enum(model: GpuModel, enum: int) -> Profile:
         if p.nvml_profile_id == enum:
             return p
     raise fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+
+def fill_placements(array: Any, count: Any, p: Profile) -> None:
+    """Write a profile's placements into a caller's ctypes array (too short: INSUFFICIENT_SIZE) and its count."""
+    if len(array) < len(p.starts):
+        raise fail(pynvml.NVML_ERROR_INSUFFICIENT_SIZE)
+    for i, start in enumerate(p.starts):
+        array[i].start = start
+        array[i].size = p.memory_slices
+    count.value = len(p.starts)
 
 
 def by_id(model: GpuModel, profile_id: int) -> Profile:

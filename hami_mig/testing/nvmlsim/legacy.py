@@ -67,14 +67,7 @@ class LegacyCalls(SimCore):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         gpu = self._gpu(state, device, allow_mig=False)
         self._mig_on(gpu)
-        p = driver.by_id(driver.gpu_model(gpu), _int(profileId))
-        array = deref(placements)
-        if len(array) < len(p.starts):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_INSUFFICIENT_SIZE)
-        for i, start in enumerate(p.starts):
-            array[i].start = start
-            array[i].size = p.memory_slices
-        deref(count).value = len(p.starts)
+        driver.fill_placements(deref(placements), deref(count), driver.by_id(driver.gpu_model(gpu), _int(profileId)))
 
     @nvml_call
     def _c_nvmlComputeInstanceGetInfo(self, state: SimState, computeInstance: Any, info: Any) -> None:
