@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device-config", metavar="FILE", help="HAMi device-config.yaml to parse and match GPUs against "
                                                            "(default: HAMi's built-in knownMigGeometries)")
     p.add_argument("--node-config", metavar="FILE", help="HAMi device plugin config.json (needs --node-name)")
-    p.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME"), metavar="NODE",
                    help="this node's Kubernetes name (default: $NODE_NAME, else the host name)")
     p.add_argument("--kubeconfig", metavar="FILE",
                    help="read the node's labels and pods with this kubeconfig (default: in a pod its service account, "
