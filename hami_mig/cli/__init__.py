@@ -12,7 +12,7 @@ from hami_mig import __version__
 from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 
 # Subcommand modules under hami_mig.cli; each defines register(subparsers) that sets `func`.
-COMMANDS: tuple[str, ...] = ("plan", "explain", "devices", "apply", "device-plugin", "demo", "scheduler")
+COMMANDS: tuple[str, ...] = ("plan", "explain", "devices", "apply", "device-plugin", "demo", "scheduler", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CliError, print_json
 from hami_mig.errors import InputError
@@ -23,25 +24,30 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                         "(default: $HAMI_MIG_SIM_STATE, else in this process only)")
 
 
-def open_backend(args: argparse.Namespace) -> NvmlBackend:
-    """An initialised backend, or CliError: 1 when NVML is unavailable, 2 for bad options."""
+def nvml_module(args: argparse.Namespace) -> Any:
+    """pynvml, or the simulator for --backend sim; CliError: 1 when pynvml is missing, 2 for bad options."""
     if args.backend != "sim":
         for opt in ("sim_gpus", "sim_state"):
             if getattr(args, opt, None) is not None:
                 raise CliError(f"--{opt.replace('_', '-')} only applies with --backend sim", EXIT_BAD_INPUT)
         try:
-            backend = NvmlBackend()
+            import pynvml
         except ImportError as exc:
             raise CliError(f"cannot load pynvml (nvidia-ml-py): {exc}", EXIT_FAILURE) from None
-    else:
-        from hami_mig.testing.nvmlsim import from_env  # only the sim path loads test doubles
+        return pynvml
+    from hami_mig.testing.nvmlsim import from_env  # only the sim path loads test doubles
 
-        try:
-            backend = NvmlBackend(from_env(args.sim_gpus, args.sim_state))
-        except InputError as exc:
-            raise CliError(str(exc), EXIT_BAD_INPUT) from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CliError(f"--sim-state: unreadable simulator state: {exc}", EXIT_BAD_INPUT) from None
+    try:
+        return from_env(args.sim_gpus, args.sim_state)
+    except InputError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"--sim-state: unreadable simulator state: {exc}", EXIT_BAD_INPUT) from None
+
+
+def open_backend(args: argparse.Namespace) -> NvmlBackend:
+    """An initialised backend, or CliError: 1 when NVML is unavailable, 2 for bad options."""
+    backend = NvmlBackend(nvml_module(args))
     try:
         backend.init()
     except NvmlUnavailableError as exc:

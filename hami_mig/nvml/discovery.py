@@ -9,6 +9,7 @@ from typing import Any
 
 from hami_mig.mig.catalogue import GpuModel, Profile
 from hami_mig.nvml import errors as E
+from hami_mig.nvml.compat import compute_instance_info, running_processes
 from hami_mig.nvml.device import GpuDevice, HwComputeInstance, HwInstance, MigMode, enable_hint
 from hami_mig.nvml.profiles import ci_profiles, decode, read_model
 
@@ -56,7 +57,7 @@ def numa_node(nvml: Any, handle: Any) -> int | None:
 def processes(nvml: Any, mig_handle: Any) -> tuple[int, ...] | None:
     """Pids on a MIG device; None when the driver will not say (NO_PERMISSION): callers treat it as busy."""
     try:
-        procs = nvml.nvmlDeviceGetComputeRunningProcesses(mig_handle)
+        procs = running_processes(nvml, mig_handle)
     except nvml.NVMLError as exc:
         if E.nvml_code(exc) in (E.NO_PERMISSION, E.NOT_SUPPORTED):
             return None
@@ -109,7 +110,7 @@ def compute_instances(nvml: Any, gi: Any) -> list[tuple[Any, Any, Any]]:
         count = ctypes.c_uint(size)
         nvml.nvmlGpuInstanceGetComputeInstances(gi, int(pinfo.id), array, ctypes.byref(count))
         for i in range(min(count.value, size)):
-            out.append((array[i], nvml.nvmlComputeInstanceGetInfo(array[i]), pinfo))
+            out.append((array[i], compute_instance_info(nvml, array[i]), pinfo))
     return sorted(out, key=lambda c: int(c[1].id))
 
 

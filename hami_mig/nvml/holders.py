@@ -8,7 +8,6 @@ where the agent may read `/proc/<pid>/fd`, by the GPU device files they keep ope
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hami_mig.nvml import errors as E
+from hami_mig.nvml.compat import graphics_processes, running_processes
 from hami_mig.nvml.discovery import mig_devices
 
 # comm names (the kernel keeps 15 characters) of GPU clients known to hold GPUs or MIG devices open.
@@ -63,15 +63,12 @@ def known_as(name: str | None) -> str:
 def gpu_processes(nvml: Any, handle: Any) -> tuple[int, ...] | None:
     """Pids on a physical GPU (compute, plus graphics where the binding has it); None when NVML will not say."""
     try:
-        pids = {int(p.pid) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
+        pids = {int(p.pid) for p in running_processes(nvml, handle)}
     except nvml.NVMLError as exc:
         if E.nvml_code(exc) in (E.NO_PERMISSION, E.NOT_SUPPORTED):
             return None
         raise
-    graphics = getattr(nvml, "nvmlDeviceGetGraphicsRunningProcesses", None)
-    if graphics is not None:
-        with contextlib.suppress(nvml.NVMLError):  # compute processes block MIG changes; graphics are a bonus
-            pids.update(int(p.pid) for p in graphics(handle))
+    pids.update(int(p.pid) for p in graphics_processes(nvml, handle))  # compute ones block MIG; graphics a bonus
     return tuple(sorted(pids))
 
 

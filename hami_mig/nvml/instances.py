@@ -9,6 +9,7 @@ from typing import Any
 
 from hami_mig.mig.catalogue import Profile
 from hami_mig.nvml import errors as E
+from hami_mig.nvml.compat import compute_instance_info
 from hami_mig.nvml.discovery import compute_instances, find_gpu_instance, mig_devices
 from hami_mig.nvml.profiles import default_ci_profile
 
@@ -45,7 +46,7 @@ class Created:
 
 def _readback(nvml: Any, handle: Any, profile: Profile, gi: Any, ci: Any) -> InstanceRecord:
     gi_info = nvml.nvmlGpuInstanceGetInfo(gi)
-    ci_info = nvml.nvmlComputeInstanceGetInfo(ci)
+    ci_info = compute_instance_info(nvml, ci)
     gi_id, ci_id = int(gi_info.id), int(ci_info.id)
     dev = mig_devices(nvml, handle, with_processes=False).get((gi_id, ci_id))
     if dev is None:

@@ -9,11 +9,13 @@ from typing import Any
 
 from hami_mig.mig.catalogue import GpuModel, Profile
 from hami_mig.nvml import errors as E
+from hami_mig.nvml.compat import c_call, versioned_info
 
 # GI profile enums whose names carry a media-engine suffix (go-nvlib's naming).
 _SUFFIX = {7: "+me", 8: "+me", 13: "-me", 14: "-me", 15: "+me.all", 16: "+me.all", 10: "+gfx", 11: "+gfx",
            12: "+gfx", 17: "+gfx"}
 _MIG_PREFIX = re.compile(r"^MIG\s+")
+MAX_MEMORY_SLICES = 8  # MIG GPUs so far have at most 8 memory slices
 
 
 def decode(value: object) -> str:
@@ -41,25 +43,41 @@ def profile_name(info: Any, enum: int, total_mib: int) -> str:
 
 
 def gi_profile_info(nvml: Any, handle: Any, enum: int) -> Any:
-    """v2 profile info (has the name); falls back to v1 on drivers without `…ProfileInfoV`."""
-    try:
-        return nvml.nvmlDeviceGetGpuInstanceProfileInfo(handle, enum)
-    except nvml.NVMLError as exc:
-        if E.nvml_code(exc) != E.FUNCTION_NOT_FOUND:
-            raise
-    return nvml.nvmlDeviceGetGpuInstanceProfileInfo(handle, enum, 1)
+    """v2 profile info (has the name); falls back to v1 on drivers without `…ProfileInfoV` (before R510)."""
+    return versioned_info(nvml, nvml.nvmlDeviceGetGpuInstanceProfileInfo, handle, enum)
+
+
+def ci_profile_info(nvml: Any, gi: Any, enum: int) -> Any:
+    """The same for compute-instance profiles; callers read only id, sliceCount and instanceCount (v1 has them)."""
+    return versioned_info(nvml, nvml.nvmlGpuInstanceGetComputeInstanceProfileInfo, gi, enum,
+                          nvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED)
 
 
 def possible_placements(nvml: Any, handle: Any, profile_id: int) -> list[tuple[int, int]]:
     """(start, size) pairs the driver allows for a profile (takes info.id, not the enum); count first, like go-nvml."""
     count = ctypes.c_uint(0)
-    nvml.nvmlDeviceGetGpuInstancePossiblePlacements(handle, profile_id, None, ctypes.byref(count))
+    try:
+        nvml.nvmlDeviceGetGpuInstancePossiblePlacements(handle, profile_id, None, ctypes.byref(count))
+    except nvml.NVMLError as exc:
+        if E.nvml_code(exc) != E.FUNCTION_NOT_FOUND:
+            raise
+        return _placements_v1(nvml, handle, profile_id)
     if count.value == 0:
         return []
     capacity = count.value
     array = (nvml.c_nvmlGpuInstancePlacement_t * capacity)()
     nvml.nvmlDeviceGetGpuInstancePossiblePlacements(handle, profile_id, array, ctypes.byref(count))
     return [(int(array[i].start), int(array[i].size)) for i in range(min(count.value, capacity))]
+
+
+def _placements_v1(nvml: Any, handle: Any, profile_id: int) -> list[tuple[int, int]]:
+    """Before R470 there is no count query: the buffer must hold them all, and a placement starts on one of the
+    GPU's 8 memory slices, so 8 entries always do."""
+    array = (nvml.c_nvmlGpuInstancePlacement_t * MAX_MEMORY_SLICES)()
+    count = ctypes.c_uint(0)
+    c_call(nvml, "nvmlDeviceGetGpuInstancePossiblePlacements", handle, ctypes.c_uint(profile_id), array,
+           ctypes.byref(count))
+    return [(int(array[i].start), int(array[i].size)) for i in range(min(count.value, MAX_MEMORY_SLICES))]
 
 
 def read_model(nvml: Any, handle: Any, gpu_name: str, total_mib: int) -> GpuModel:
@@ -106,9 +124,7 @@ def default_ci_profile(nvml: Any, gi: Any, gi_slices: int) -> Any:
     """The CI profile spanning the whole GI (the `*` row of `nvidia-smi mig -lcip`)."""
     for enum in range(int(nvml.NVML_COMPUTE_INSTANCE_PROFILE_COUNT)):
         try:
-            info = nvml.nvmlGpuInstanceGetComputeInstanceProfileInfo(
-                gi, enum, nvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED
-            )
+            info = ci_profile_info(nvml, gi, enum)
         except nvml.NVMLError as exc:
             if E.nvml_code(exc) in (E.NOT_SUPPORTED, E.INVALID_ARGUMENT):
                 continue
@@ -123,11 +139,7 @@ def ci_profiles(nvml: Any, gi: Any) -> list[Any]:
     out: list[Any] = []
     for enum in range(int(nvml.NVML_COMPUTE_INSTANCE_PROFILE_COUNT)):
         try:
-            out.append(
-                nvml.nvmlGpuInstanceGetComputeInstanceProfileInfo(
-                    gi, enum, nvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED
-                )
-            )
+            out.append(ci_profile_info(nvml, gi, enum))
         except nvml.NVMLError as exc:
             if E.nvml_code(exc) in (E.NOT_SUPPORTED, E.INVALID_ARGUMENT):
                 continue

@@ -1,7 +1,8 @@
 """The same read-only assertions against the simulator and, when a GPU is present, the real driver.
 
-The real half never creates or destroys an instance and never changes MIG mode: it runs through a proxy
-that fails the test on any mutating NVML call. Run it on a GPU node with
+The real half never creates or destroys an instance and never changes MIG mode: it runs through the
+doctor's read-only guard (hami_mig/doctor/readonly.py), which refuses any NVML call that is not a read.
+The simulated halves play today's driver, R470 and R450 (only the v1 symbols). Run it on a GPU node with
 `pytest tests/nvml/test_conformance.py -m gpu -rs` (it only reads).
 """
 
@@ -15,25 +16,17 @@ from typing import Any
 import pynvml
 import pytest
 
+from hami_mig.doctor import ReadOnlyNvml
 from hami_mig.mig.catalogue import default_catalogue
 from hami_mig.mig.state import check_layout
 from hami_mig.nvml import NvmlBackend
+from hami_mig.nvml.compat import c_call, has_symbol
+from hami_mig.nvml.profiles import gi_profile_info, possible_placements, profile_name
 from hami_mig.testing.nvmlsim import NvmlSim
 
-_MUTATING = re.compile(r"Create|Destroy|Set|Reset|Clear|Register|Enable|Disable|Write|Inject")
 _SKIP_CODES = (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_INVALID_ARGUMENT)
-
-
-class ReadOnly:
-    """A pynvml stand-in that refuses every call that could change a GPU."""
-
-    def __init__(self, module: Any) -> None:
-        self._module = module
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("nvml") and _MUTATING.search(name):
-            raise AssertionError(f"the conformance suite must never call {name} on a real GPU")
-        return getattr(self._module, name)
+# Simulated drivers: today's, R470 (no `…V` profile info, no _v3 processes) and R450 (only the v1 symbols).
+_SIM_DRIVERS = {"sim": "580.65.06", "sim-r470": "470.256.02", "sim-r450": "450.80.02"}
 
 
 def _real() -> Any:
@@ -42,11 +35,11 @@ def _real() -> Any:
     except pynvml.NVMLError as exc:
         pytest.skip(f"no real NVML here (nvmlInit: {type(exc).__name__}); the real-GPU half runs on a GPU node")
     pynvml.nvmlShutdown()
-    return ReadOnly(pynvml)
+    return ReadOnlyNvml(pynvml)
 
 
-def _sim() -> Any:
-    sim = NvmlSim("A100-SXM4-80GB:1,A30:1,H100-SXM5-80GB:1:mig-off,H200:1")
+def _sim(driver: str) -> Any:
+    sim = NvmlSim("A100-SXM4-80GB:1,A30:1,H100-SXM5-80GB:1:mig-off,H200:1", driver_version=driver)
     sim.add_instance(0, "3g.40gb", 4, pids=[11])
     sim.add_instance(0, "1g.10gb", 1)
     sim.add_instance(1, "2g.12gb", 2)
@@ -54,15 +47,18 @@ def _sim() -> Any:
     return sim
 
 
-@pytest.fixture(params=["sim", pytest.param("real", marks=pytest.mark.gpu)])
+@pytest.fixture(params=[*_SIM_DRIVERS, pytest.param("real", marks=pytest.mark.gpu)])
 def nvml(request: pytest.FixtureRequest) -> Iterator[Any]:
-    module = _sim() if request.param == "sim" else _real()
-    if request.param == "sim":
+    if request.param == "real":
+        module = _real()
+    else:
+        module = ReadOnlyNvml(_sim(_SIM_DRIVERS[request.param]))
         with pytest.raises(pynvml.NVMLError_Uninitialized):
             module.nvmlDeviceGetCount()
     module.nvmlInit()
     yield module
     module.nvmlShutdown()
+    assert module.refused == []
 
 
 def mig_handles(nvml: Any) -> list[tuple[int, Any]]:
@@ -94,34 +90,62 @@ def test_identity(nvml: Any) -> None:
 
 
 def test_profile_table(nvml: Any) -> None:
+    """Through the calls the backend makes (the newest symbol the driver has, else v1)."""
     for _i, h in mig_handles(nvml):
         total_mib = nvml.nvmlDeviceGetMemoryInfo(h).total // 2**20
         with pytest.raises(pynvml.NVMLError) as exc:
-            nvml.nvmlDeviceGetGpuInstanceProfileInfo(h, pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT)
+            gi_profile_info(nvml, h, pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT)
         assert exc.value.value in _SKIP_CODES
         ids = set()
         for enum in range(pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT):
             try:
-                info = nvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum)
+                info = gi_profile_info(nvml, h, enum)
             except pynvml.NVMLError as err:
                 assert err.value in _SKIP_CODES
                 continue
             assert info.id not in ids
             ids.add(info.id)
-            name = info.name.decode() if isinstance(info.name, bytes) else info.name
-            m = re.match(r"^MIG (\d+)g\.\d+gb", name)
+            name = profile_name(info, enum, total_mib)
+            m = re.match(r"^(\d+)g\.\d+gb", name)
             assert m and int(m.group(1)) == info.sliceCount, name
             assert 0 < info.memorySizeMB <= total_mib and info.instanceCount >= 1
-            v1 = nvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum, 1)
-            assert (v1.id, v1.memorySizeMB, v1.instanceCount) == (info.id, info.memorySizeMB, info.instanceCount)
-            count = ctypes.c_uint(0)
-            nvml.nvmlDeviceGetGpuInstancePossiblePlacements(h, info.id, None, ctypes.byref(count))
-            arr = (pynvml.c_nvmlGpuInstancePlacement_t * count.value)()
-            nvml.nvmlDeviceGetGpuInstancePossiblePlacements(h, info.id, arr, ctypes.byref(count))
-            places = [(p.start, p.size) for p in arr[: count.value]]
+            places = possible_placements(nvml, h, info.id)
             assert places and len({s for s, _ in places}) == len(places)
             assert len({size for _, size in places}) == 1 and all(s + z <= 8 for s, z in places)
             assert 0 <= nvml.nvmlDeviceGetGpuInstanceRemainingCapacity(h, info.id) <= info.instanceCount
+
+
+def test_versioned_calls_agree_with_v1(nvml: Any) -> None:
+    """Where the driver has both, the `…V` / `_v2` answers equal the v1 ones hami-mig falls back to."""
+    for _i, h in mig_handles(nvml):
+        for enum in range(pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT):
+            try:
+                v1 = nvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum, 1)
+            except pynvml.NVMLError as err:
+                assert err.value in _SKIP_CODES
+                continue
+            if has_symbol(nvml, "nvmlDeviceGetGpuInstanceProfileInfoV"):
+                v2 = nvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum)
+                assert (v1.id, v1.memorySizeMB, v1.instanceCount) == (v2.id, v2.memorySizeMB, v2.instanceCount)
+                name = v2.name.decode() if isinstance(v2.name, bytes) else v2.name
+                assert name.startswith("MIG ")
+            else:
+                with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+                    nvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum)
+            n = ctypes.c_uint(0)
+            if not has_symbol(nvml, "nvmlDeviceGetGpuInstancePossiblePlacements_v2"):
+                with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+                    nvml.nvmlDeviceGetGpuInstancePossiblePlacements(h, v1.id, None, ctypes.byref(n))
+                continue
+            nvml.nvmlDeviceGetGpuInstancePossiblePlacements(h, v1.id, None, ctypes.byref(n))
+            arr = (pynvml.c_nvmlGpuInstancePlacement_t * n.value)()
+            nvml.nvmlDeviceGetGpuInstancePossiblePlacements(h, v1.id, arr, ctypes.byref(n))
+            v2_places = [(p.start, p.size) for p in arr[: n.value]]
+            if has_symbol(nvml, "nvmlDeviceGetGpuInstancePossiblePlacements"):  # the v1 symbol older drivers have
+                old = (pynvml.c_nvmlGpuInstancePlacement_t * 8)()
+                c_call(nvml, "nvmlDeviceGetGpuInstancePossiblePlacements", h, ctypes.c_uint(v1.id), old,
+                       ctypes.byref(n))
+                assert [(p.start, p.size) for p in old[: n.value]] == v2_places
 
 
 def test_backend_view_matches_the_catalogue(nvml: Any) -> None:

@@ -9,11 +9,13 @@ import pynvml
 import pytest
 
 from hami_mig.mig.catalogue import default_catalogue
+from hami_mig.mig.plan import Operation
 from hami_mig.mig.state import check_layout
-from hami_mig.nvml import MigDisabledError, NvmlBackend
+from hami_mig.nvml import ApplyError, MigDisabledError, NvmlBackend
 from hami_mig.nvml.profiles import derive_profile_name
 from hami_mig.testing.nvmlsim import NvmlSim
 from hami_mig.testing.nvmlsim.driver import total_memory_mib
+from hami_mig.testing.nvmlsim.symbols import SINCE
 
 
 def open_backend(sim: Any) -> NvmlBackend:
@@ -34,26 +36,62 @@ def test_model_from_nvml_equals_the_catalogue(model: str) -> None:
              p.smi_profile_id) for p in dev.model.profiles] == strip
 
 
-class V1Only:
-    """A driver without the v2 profile-info symbol: names must be derived like go-nvlib does."""
+OLDEST_MIG_DRIVER = "450.80.02"  # R450: MIG, but none of the `…V`, `_v2` and `_v3` symbols pynvml binds now
 
-    def __init__(self, sim: NvmlSim) -> None:
-        self._sim = sim
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sim, name)
+def V1Only(spec: str) -> NvmlSim:
+    """A driver whose library has only the v1 symbols: every `…V`/`_v2`/`_v3` call pynvml makes is missing."""
+    return NvmlSim(spec, driver_version=OLDEST_MIG_DRIVER)
 
-    def nvmlDeviceGetGpuInstanceProfileInfo(self, h: Any, enum: int, version: int = 2) -> Any:
-        if version == 2:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-        return self._sim.nvmlDeviceGetGpuInstanceProfileInfo(h, enum, version)
+
+def test_v1_only_lacks_every_versioned_symbol() -> None:
+    sim = V1Only("A100-SXM4-80GB:1")
+    sim.nvmlInit()
+    assert SINCE and not set(SINCE) & sim.exported_symbols()
+    h = sim.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        sim.nvmlDeviceGetGpuInstanceProfileInfo(h, 0)
+    with pytest.raises(pynvml.NVMLLibraryMismatchError):
+        sim.nvmlDeviceGetComputeRunningProcesses(h)
+    with pytest.raises(pynvml.NVMLError_FunctionNotFound):
+        sim._nvmlGetFunctionPointer("nvmlComputeInstanceGetInfo_v2")
 
 
 @pytest.mark.parametrize("model", [m.name for m in default_catalogue().models if m.memory_mib is not None])
 def test_profile_names_are_derived_without_v2(model: str) -> None:
-    dev = open_backend(V1Only(NvmlSim(f"{model}:1"))).device(0)
+    dev = open_backend(V1Only(f"{model}:1")).device(0)
     assert dev.model is not None
     assert [p.name for p in dev.model.profiles] == [p.name for p in default_catalogue().lookup(model).profiles]
+
+
+@pytest.mark.parametrize("driver", [OLDEST_MIG_DRIVER, "460.106.00", "470.256.02", "510.108.03"])
+def test_older_drivers_read_the_same_node(driver: str) -> None:
+    """Profiles, placements, GI/CI ids, MIG UUIDs and processes read through the v1 fallbacks match the new calls."""
+    def node(version: str) -> list[dict[str, object]]:
+        sim = NvmlSim("A100-SXM4-40GB:1,H100-SXM5-80GB:1", driver_version=version)
+        sim.add_instance(0, "3g.20gb", 4, pids=[77])
+        sim.add_instance(1, "1g.10gb", 6)
+        sim.set_gpu_processes(1, [88])
+        backend = open_backend(sim)
+        out = [d.to_json() for d in backend.devices()]
+        for d in out:
+            d["holders"] = [h.pid for h in backend.holders(int(str(d["index"])), proc_root="/nonexistent")]
+        return out
+
+    old, new = node(driver), node("580.65.06")
+    assert [g["instances"] for g in old] == [g["instances"] for g in new]
+    assert [g["holders"] for g in old] == [[77], [88]]
+    assert [[(p["name"], p["memory_mib"], p["placements"]) for p in g["profiles"]] for g in old] == \
+        [[(p["name"], p["memory_mib"], p["placements"]) for p in g["profiles"]] for g in new]
+
+
+def test_creating_needs_r460() -> None:
+    """nvmlDeviceCreateGpuInstanceWithPlacement has no v1: on R450 apply fails naming the missing function."""
+    with pytest.raises(ApplyError, match="NVML_ERROR_FUNCTION_NOT_FOUND"):
+        open_backend(V1Only("A100-SXM4-80GB:1")).apply([Operation("create", 0, "1g.10gb", 0)])
+    result = open_backend(NvmlSim("A100-SXM4-80GB:1", driver_version="470.256.02")).apply(
+        [Operation("create", 0, "1g.10gb", 0)])
+    assert [s.outcome for s in result.steps] == ["created"]
 
 
 def test_derive_name_rounds_like_go() -> None:

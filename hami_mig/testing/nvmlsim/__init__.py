@@ -8,15 +8,20 @@ import signal
 from hami_mig.testing.nvmlsim.api_device import DeviceCalls
 from hami_mig.testing.nvmlsim.api_mig import MigCalls
 from hami_mig.testing.nvmlsim.faults import KINDS
+from hami_mig.testing.nvmlsim.legacy import LegacyCalls
 from hami_mig.testing.nvmlsim.spec import DEFAULT_SPEC, parse_spec
+from hami_mig.testing.nvmlsim.symbols import DEFAULT_DRIVER
+from hami_mig.testing.nvmlsim.variants import GpuVariants
 
 STATE_ENV = "HAMI_MIG_SIM_STATE"
+DRIVER_ENV = "HAMI_MIG_SIM_DRIVER"
 
 
-class NvmlSim(DeviceCalls, MigCalls):
+class NvmlSim(DeviceCalls, MigCalls, LegacyCalls, GpuVariants):
     """Pass it where pynvml goes: `NvmlBackend(NvmlSim("A100-SXM4-80GB:2"))`.
 
-    `state_file` (or $HAMI_MIG_SIM_STATE via `from_env`) shares the GPUs between processes.
+    `state_file` (or $HAMI_MIG_SIM_STATE via `from_env`) shares the GPUs between processes;
+    `driver_version` (or $HAMI_MIG_SIM_DRIVER) plays an older driver that lacks the newer NVML symbols.
     """
 
 
@@ -30,7 +35,7 @@ def from_env(spec: str | None = None, state_file: str | os.PathLike[str] | None 
     matching call: the crash tests use it to stop the agent right after a given NVML step.
     """
     path = state_file if state_file is not None else os.environ.get(STATE_ENV) or None
-    sim = NvmlSim(spec, seed=seed, state_file=path)
+    sim = NvmlSim(spec, seed=seed, state_file=path, driver_version=os.environ.get(DRIVER_ENV) or DEFAULT_DRIVER)
     crash = os.environ.get(CRASH_ENV)
     if crash:
         match, _, nth = crash.rpartition(":")
@@ -38,4 +43,5 @@ def from_env(spec: str | None = None, state_file: str | os.PathLike[str] | None 
     return sim
 
 
-__all__ = ["CRASH_ENV", "DEFAULT_SPEC", "KINDS", "STATE_ENV", "NvmlSim", "from_env", "parse_spec"]
+__all__ = ["CRASH_ENV", "DEFAULT_DRIVER", "DEFAULT_SPEC", "DRIVER_ENV", "KINDS", "STATE_ENV", "NvmlSim", "from_env",
+           "parse_spec"]

@@ -6,12 +6,12 @@ from typing import Any
 
 import pynvml
 
-from hami_mig.testing.nvmlsim import driver
+from hami_mig.testing.nvmlsim import driver, symbols
 from hami_mig.testing.nvmlsim.core import KIND_GPU, KIND_MIG, SimCore, make_handle, nvml_call, unpack_handle
 from hami_mig.testing.nvmlsim.state import SimGpu, SimState
 
 MIB = 1 << 20
-DRIVER_VERSION = "580.65.06"
+DRIVER_VERSION = symbols.DEFAULT_DRIVER
 
 
 def _ampere(gpu: SimGpu) -> bool:
@@ -39,7 +39,19 @@ class DeviceCalls(SimCore):
 
     @nvml_call
     def nvmlSystemGetDriverVersion(self, state: SimState) -> str:
-        return DRIVER_VERSION
+        return self.driver_version
+
+    @nvml_call
+    def nvmlSystemGetCudaDriverVersion(self, state: SimState) -> int:
+        return symbols.cuda_version(self.driver_branch)
+
+    @nvml_call
+    def nvmlSystemGetCudaDriverVersion_v2(self, state: SimState) -> int:
+        return symbols.cuda_version(self.driver_branch)
+
+    @nvml_call
+    def nvmlSystemGetNVMLVersion(self, state: SimState) -> str:
+        return f"{symbols.cuda_version(self.driver_branch) // 1000}.{self.driver_version}"
 
     # -- identity --------------------------------------------------------------------------------
     @nvml_call
@@ -80,9 +92,10 @@ class DeviceCalls(SimCore):
     def nvmlDeviceGetName(self, state: SimState, handle: Any) -> str:
         mig = self._mig(state, handle)
         if mig is None:
-            return self._gpu(state, handle).model
+            gpu = self._gpu(state, handle)
+            return gpu.name or gpu.model
         gpu, gi, _ci = mig
-        return f"{gpu.model} MIG {driver.gi_profile(driver.model_of(gpu.model), gi).name}"
+        return f"{gpu.name or gpu.model} MIG {driver.gi_profile(driver.model_of(gpu.model), gi).name}"
 
     @nvml_call
     def nvmlDeviceGetUUID(self, state: SimState, handle: Any) -> str:
@@ -115,6 +128,8 @@ class DeviceCalls(SimCore):
     @nvml_call
     def nvmlDeviceGetMigMode(self, state: SimState, device: Any) -> list[int]:
         gpu = self._gpu(state, device, allow_mig=False)
+        if not gpu.mig_capable:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return [gpu.mig_current, gpu.mig_pending]
 
     @nvml_call
@@ -122,6 +137,8 @@ class DeviceCalls(SimCore):
         """Hopper+ switches at once; Ampere, or a GPU with processes, stays pending until `reset_gpu`
         [I: as if another client held it]."""
         gpu = self._gpu(state, device, allow_mig=False)
+        if not gpu.mig_capable:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         if mode not in (0, 1):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         if mode == 0 and gpu.gis:
@@ -188,6 +205,17 @@ class DeviceCalls(SimCore):
     @nvml_call
     def nvmlDeviceGetComputeRunningProcesses(self, state: SimState, handle: Any) -> list[Any]:
         """pynvml's friendly objects: pid, usedGpuMemory (bytes), gpuInstanceId, computeInstanceId."""
+        return self._running(state, handle)
+
+    @nvml_call
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, state: SimState, handle: Any) -> list[Any]:
+        return self._running(state, handle)
+
+    @nvml_call
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, state: SimState, handle: Any) -> list[Any]:
+        return self._running(state, handle)
+
+    def _running(self, state: SimState, handle: Any) -> list[Any]:
         mig = self._mig(state, handle)
         gpu = self._gpu(state, handle)
         if gpu.deny_processes:
@@ -205,5 +233,3 @@ class DeviceCalls(SimCore):
                                                      computeInstanceId=ci.id)
                 out.append(pynvml.nvmlStructToFriendlyObject(info))
         return out
-
-    nvmlDeviceGetComputeRunningProcesses_v3 = nvmlDeviceGetComputeRunningProcesses

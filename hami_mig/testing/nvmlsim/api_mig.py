@@ -7,7 +7,7 @@ from typing import Any
 import pynvml
 
 from hami_mig.mig.catalogue import GpuModel, Profile
-from hami_mig.testing.nvmlsim import driver
+from hami_mig.testing.nvmlsim import driver, symbols
 from hami_mig.testing.nvmlsim.core import KIND_CI, KIND_GI, KIND_MIG, SimCore, deref, make_handle, nvml_call
 from hami_mig.testing.nvmlsim.state import SimCi, SimGi, SimGpu, SimState
 
@@ -69,7 +69,7 @@ class MigCalls(SimCore):
     def _mig_gpu(self, state: SimState, device: Any) -> tuple[SimGpu, GpuModel]:
         gpu = self._gpu(state, device, allow_mig=False)
         self._mig_on(gpu)
-        return gpu, driver.model_of(gpu.model)
+        return gpu, driver.gpu_model(gpu)
 
     @staticmethod
     def _gi_handle(gpu: SimGpu, gi: SimGi) -> Any:
@@ -84,6 +84,7 @@ class MigCalls(SimCore):
     def nvmlDeviceGetGpuInstanceProfileInfo(self, state: SimState, device: Any, profile: int, version: int = 2) -> Any:
         if version not in (1, 2):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        symbols.require("", self.driver_branch, "nvmlDeviceGetGpuInstanceProfileInfo" + ("V" if version == 2 else ""))
         _gpu, model = self._mig_gpu(state, device)
         return gi_profile_info(model, driver.by_enum(model, profile), version)
 
@@ -108,13 +109,7 @@ class MigCalls(SimCore):
         if placementsRef is None:
             count.value = len(p.starts)
             return int(pynvml.NVML_SUCCESS)
-        array = deref(placementsRef)
-        if len(array) < len(p.starts):
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_INSUFFICIENT_SIZE)
-        for i, start in enumerate(p.starts):
-            array[i].start = start
-            array[i].size = p.memory_slices
-        count.value = len(p.starts)
+        driver.fill_placements(deref(placementsRef), count, p)
         return int(pynvml.NVML_SUCCESS)
 
     # -- GPU instances ---------------------------------------------------------------------------
@@ -175,6 +170,8 @@ class MigCalls(SimCore):
                                                      engProfile: int, version: int = 2) -> Any:
         if version not in (1, 2):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        symbols.require("", self.driver_branch,
+                        "nvmlGpuInstanceGetComputeInstanceProfileInfo" + ("V" if version == 2 else ""))
         if engProfile != pynvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         gpu, gi = self._gi(state, device)

@@ -11,7 +11,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pynvml
 
 from hami_mig.errors import InputError
-from hami_mig.testing.nvmlsim import driver
+from hami_mig.testing.nvmlsim import driver, symbols
 from hami_mig.testing.nvmlsim.faults import KINDS, Faults, check_match, due_failure
 from hami_mig.testing.nvmlsim.spec import DEFAULT_SPEC, canonical_spec, new_state
 from hami_mig.testing.nvmlsim.state import FailRule, SimCi, SimGi, SimGpu, SimState
@@ -20,7 +20,8 @@ from hami_mig.testing.nvmlsim.store import StateStore
 KIND_GPU, KIND_GI, KIND_CI, KIND_MIG = 1, 2, 3, 4
 _NO_INIT = frozenset({"nvmlInit", "nvmlInitWithFlags"})
 # Module attributes the backend may read from "the pynvml module": constants, structs, error classes.
-_PASSTHROUGH = ("NVML_", "NVMLError", "c_nvml", "struct_c_nvml", "nvmlStructToFriendlyObject", "nvmlFriendlyObject")
+_PASSTHROUGH = ("NVML_", "NVMLError", "c_nvml", "struct_c_nvml", "nvmlStructToFriendlyObject", "nvmlFriendlyObject",
+                "NVMLLibraryMismatchError")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,6 +68,7 @@ def nvml_call(fn: Callable[Concatenate[S, SimState, P], R]) -> Callable[Concaten
         with self.store.transaction() as state:
             if self._refcount == 0 and name not in _NO_INIT:
                 raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+            symbols.require(name, self.driver_branch)
             if state.fail_rules:
                 self.store.mark_dirty()
                 code = due_failure(state, name, gpu)
@@ -85,7 +87,8 @@ class SimCore:
     """State, handles and the controls tests use (fault injection, busy/idle, lost GPUs, snapshots)."""
 
     def __init__(self, spec: str | None = None, *, seed: int = 0, state_file: str | os.PathLike[str] | None = None,
-                 gi_ids: str = "heap", mig_disabled: Iterable[int] = ()) -> None:
+                 gi_ids: str = "heap", mig_disabled: Iterable[int] = (),
+                 driver_version: str = symbols.DEFAULT_DRIVER) -> None:
         wanted = canonical_spec(spec) if spec is not None else None
         disabled = set(mig_disabled)
 
@@ -102,6 +105,8 @@ class SimCore:
                                  "pass the same GPUs or remove the file")
 
         self.faults = Faults()
+        self.driver_version = driver_version
+        self.driver_branch = symbols.branch_of(driver_version)  # an older branch lacks the newer symbols
         self.store = StateStore(state_file, create, check)
         self._refcount = 0
         self._init_lock = threading.Lock()

@@ -6,7 +6,10 @@ code the real driver returns.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from functools import cache
+from typing import Any
 
 import pynvml
 
@@ -27,6 +30,27 @@ def model_of(name: str) -> GpuModel:
     return default_catalogue().lookup(name)
 
 
+def gpu_model(gpu: SimGpu) -> GpuModel:
+    """The profile table this GPU's driver reports: the catalogue's, changed by any drift a test set on it."""
+    if not gpu.profile_drift:
+        return model_of(gpu.model)
+    return _drifted(gpu.model, json.dumps(gpu.profile_drift, sort_keys=True))
+
+
+@cache
+def _drifted(name: str, drift_json: str) -> GpuModel:
+    base, drift = model_of(name), json.loads(drift_json)
+    profiles = []
+    for p in base.profiles:
+        change = drift.get(p.name, {})
+        if change.get("absent"):
+            continue
+        profiles.append(replace(p, memory_mib=int(change.get("memory_mib", p.memory_mib)),
+                                max_count=int(change.get("max_count", p.max_count)),
+                                starts=tuple(int(s) for s in change.get("starts", p.starts))))
+    return replace(base, profiles=tuple(profiles))
+
+
 def total_memory_mib(model: GpuModel) -> int:
     return model.memory_mib if model.memory_mib is not None else model.largest.memory_mib + 768
 
@@ -38,6 +62,16 @@ def by_enum(model: GpuModel, enum: int) -> Profile:
         if p.nvml_profile_id == enum:
             return p
     raise fail(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+
+def fill_placements(array: Any, count: Any, p: Profile) -> None:
+    """Write a profile's placements into a caller's ctypes array (too short: INSUFFICIENT_SIZE) and its count."""
+    if len(array) < len(p.starts):
+        raise fail(pynvml.NVML_ERROR_INSUFFICIENT_SIZE)
+    for i, start in enumerate(p.starts):
+        array[i].start = start
+        array[i].size = p.memory_slices
+    count.value = len(p.starts)
 
 
 def by_id(model: GpuModel, profile_id: int) -> Profile:
@@ -102,7 +136,7 @@ def _gi_id(state: SimState, gpu: SimGpu, model: GpuModel, profile: Profile, star
 
 
 def create_gi(state: SimState, gpu: SimGpu, profile: Profile, start: int | None, size: int | None = None) -> SimGi:
-    model = model_of(gpu.model)
+    model = gpu_model(gpu)
     if start is None:
         start = next((s for s in auto_order(model, profile) if refusal(gpu, model, profile, s) is None), None)
         if start is None:

@@ -48,6 +48,10 @@ class SimGpu:
     gis: list[SimGi] = field(default_factory=list)
     minor: int | None = None  # /dev/nvidia<minor>; None: same as the index
     gpu_processes: list[list[int]] = field(default_factory=list)  # [pid, used MiB] outside any MIG device
+    name: str | None = None  # the name NVML reports, when not the catalogue model's (a model hami-mig does not know)
+    mig_capable: bool = True  # False: nvmlDeviceGetMigMode answers NOT_SUPPORTED (a GPU without MIG)
+    profile_drift: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per profile name, what this driver reports instead of the catalogue: memory_mib, max_count, starts, absent."""
 
 
 @dataclass
