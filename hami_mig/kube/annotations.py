@@ -181,6 +181,18 @@ def next_pending_container(devices: PodDevices) -> int | None:
     return next((index for index, container in enumerate(devices) if container), None)
 
 
+def erase_next_container(text: str) -> str:
+    """`vgpu-devices-to-allocate` once its next container is allocated, byte for byte as HAMi v2.9's device plugin
+    writes it (`eraseNextDeviceTypeFromAnnotation` in plugin/util.go): the value split on `;` (a trailing `;`
+    leaves an empty last entry, which v2.9's DecodePodDevices keeps), the first entry with devices emptied,
+    every entry re-encoded and followed by `;`. So `A:;B:;` becomes `;B:;;`, then `;;;;`."""
+    entries = [_decode_container(part, DEVICES_TO_ALLOCATE, text) for part in text.split(";")]
+    first = next((i for i, entry in enumerate(entries) if entry), None)
+    if first is not None:
+        entries[first] = ()
+    return encode_pod_devices(tuple(entries))
+
+
 def blank_container(devices: PodDevices, index: int) -> PodDevices:
     """The to-allocate value after container `index` got its devices: its entry emptied, the others kept."""
     if not 0 <= index < len(devices):
