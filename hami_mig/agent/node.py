@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.inventory import Inventory
-from hami_mig.kube.annotations import MODE_MIG, NODE_HANDSHAKE, NODE_REGISTER
+from hami_mig.kube.annotations import HAMI_MIG_GPUS, MODE_MIG, NODE_HANDSHAKE, NODE_REGISTER
 from hami_mig.kube.handshake import Handshake
 from hami_mig.kube.register import NodeDevice, encode_node_register, register_type
 from hami_mig.nvml import GpuDevice
@@ -23,7 +23,7 @@ def node_devices(inv: Inventory, config: AgentConfig) -> list[NodeDevice]:
     ]
 
 
-GPUS_ANNOTATION = "hami-mig.io/gpus"
+GPUS_ANNOTATION = HAMI_MIG_GPUS
 
 
 def gpu_status(inv: Inventory, config: AgentConfig) -> str:

@@ -21,6 +21,9 @@ VGPU_MODE = "nvidia.com/vgpu-mode"
 NODE_REGISTER = "hami.io/node-nvidia-register"
 NODE_HANDSHAKE = "hami.io/node-handshake"
 NODE_LOCK = "hami.io/mutex.lock"
+HAMI_MIG_GPUS = "hami-mig.io/gpus"
+"""hami-mig's own per-GPU status, published by its node agent only: the cluster side tells hami-mig nodes from
+nodes run by HAMi's device plugin by it."""
 
 # --- resource names (defaults; the device-config may rename them, see resources.ResourceNames) ----
 RESOURCE_GPU = "nvidia.com/gpu"

@@ -27,7 +27,7 @@ from hami_mig.scheduler.extender import Extender
 from hami_mig.scheduler.server import ExtenderServer
 from hami_mig.scheduler.snapshot import ApiSource
 from hami_mig.testing.apiserver import FakeApiServer, pod_manifest
-from tests.scheduler.helpers import agent_allocate, extender_on, gpu_uuid, post, register
+from tests.scheduler.helpers import AGENT, agent_allocate, extender_on, gpu_uuid, post, register
 
 NODE = "gpu-1"
 
@@ -35,7 +35,7 @@ NODE = "gpu-1"
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
     with FakeApiServer() as server:
-        server.add_node(NODE, annotations={NODE_REGISTER: register(NODE, 2)})
+        server.add_node(NODE, annotations={NODE_REGISTER: register(NODE, 2), **AGENT})
         yield server
 
 
