@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-legacy-metrics", action="store_true",
                    help="do not emit HAMi's camelCase series (nodeGPUMigInstance, GPUDeviceMemoryLimit, ...)")
     p.add_argument("--no-v29-metrics", action="store_true",
-                   help="do not emit HAMi v2.9's hami_node_gpu_mig_instance_info")
+                   help="do not emit HAMi v2.9's names (hami_node_gpu_mig_instance_info, hami_gpu_*, hami_vgpu_*)")
     p.add_argument("--hami-register-format", choices=REGISTER_FORMATS, default="json",
                    help="format of the hami.io/node-nvidia-register annotation: json for HAMi v2.8 and later "
                    "(default), legacy for the comma-separated format v2.5 to v2.7 schedulers read")
