@@ -77,6 +77,17 @@ def test_filter_then_bind_over_http(api: FakeApiServer) -> None:
     assert held is not None and held.held_by("default", "p1")  # the agent releases it after Allocate
 
 
+def test_pod_without_gpu_is_bound_without_lock_or_annotations(api: FakeApiServer) -> None:
+    """LockNode (pkg/device/nvidia/device.go, v2.9.0) locks only for a pod with a GPU request; hami-mig also writes
+    no allocation annotations for it (no agent will ever finish an allocation that is not there)."""
+    pod = api.add_pod(pod_manifest("cpu", limits={"cpu": "1"}))
+    assert extender_on(api).bind(bind_args(pod)) == {"error": ""}
+    bound = api.get_pod("default", "cpu")
+    assert bound["spec"]["nodeName"] == NODE
+    assert BIND_PHASE not in (bound["metadata"].get("annotations") or {})
+    assert lock_of(api) is None
+
+
 def test_lock_serializes_binds_until_the_agent_allocates(api: FakeApiServer) -> None:
     extender = extender_on(api, lock_wait_s=0.3)
     first, second = submit(api, "a"), submit(api, "b")

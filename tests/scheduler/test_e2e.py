@@ -119,3 +119,21 @@ def test_agent_releases_the_node_lock_after_allocate(cluster: SimCluster, server
     assert NODE_LOCK in cluster.api.get_node(NODE)["metadata"]["annotations"]
     assert cluster.admit("p").ok
     assert NODE_LOCK not in cluster.api.get_node(NODE)["metadata"]["annotations"]
+
+
+def test_node_lock_is_kept_until_the_pods_last_container_is_allocated(cluster: SimCluster,
+                                                                       server: ExtenderServer) -> None:
+    """podAllocationTrySuccess (plugin/util.go, v2.9.0): the lock goes, with bind-phase success, only once the
+    refreshed to-allocate annotation names no NVIDIA device, i.e. after the pod's last GPU container."""
+    manifest = pod_manifest("two", limits={"nvidia.com/gpumem": "8000", "nvidia.com/gpu": "1"})
+    manifest["spec"]["containers"].append({"name": "second", "image": "busybox", "resources": {
+        "limits": {"nvidia.com/gpumem": "8000", "nvidia.com/gpu": "1"}}})
+    schedule(cluster, server, cluster.api.add_pod(manifest))
+    assert cluster.admit("two", count=1).ok  # the kubelet's Allocate for container 0
+    ann = cluster.api.get_pod("default", "two")["metadata"]["annotations"]
+    assert ann[BIND_PHASE] == "allocating"
+    assert NODE_LOCK in cluster.api.get_node(NODE)["metadata"]["annotations"]  # HAMi may not bind the next pod yet
+    assert cluster.admit("two", count=1).ok  # container 1
+    ann = cluster.api.get_pod("default", "two")["metadata"]["annotations"]
+    assert ann[BIND_PHASE] == "success" and ann[DEVICES_TO_ALLOCATE] == ";;;;"  # ";" per entry, as HAMi erases
+    assert NODE_LOCK not in cluster.api.get_node(NODE)["metadata"]["annotations"]
