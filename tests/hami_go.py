@@ -158,3 +158,21 @@ def allocation_try_success_v29(to_allocate: str) -> bool:
     """plugin/util.go `podAllocationTrySuccess` at v2.9.0: success (lock released) once the refreshed
     to-allocate annotation names no NVIDIA device (`strings.Contains(annos, "NVIDIA")`)."""
     return "NVIDIA" not in to_allocate
+
+
+def marshal_node_devices_v29(devices: list[DeviceInfo]) -> str:
+    """pkg/device/devices.go `MarshalNodeDevices` at v2.9.0: json.Marshal of []*DeviceInfo, fields in struct order,
+    `omitempty` zero values left out, DevicePairScore (a struct, never omitted) as {}."""
+    out = []
+    for d in devices:
+        fields = [("id", d.ID), ("index", d.Index), ("count", d.Count), ("devmem", d.Devmem), ("devcore", d.Devcore),
+                  ("type", d.Type), ("numa", d.Numa), ("mode", d.Mode), ("health", d.Health)]
+        obj: dict[str, Any] = {k: v for k, v in fields if v not in ("", 0, False)}
+        obj["devicepairscore"] = {}
+        out.append(obj)
+    return json.dumps(out, separators=(",", ":"))
+
+
+def register_type_v29(nvml_name: str) -> str:
+    """plugin/register.go `getAPIDevices` at v2.9.0: `NVIDIA-` prepended when the name lacks the NVIDIA prefix."""
+    return nvml_name if nvml_name.startswith("NVIDIA") else f"NVIDIA-{nvml_name}"
