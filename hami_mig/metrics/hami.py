@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
@@ -52,14 +53,29 @@ def _usage(gpu: GpuView) -> _Usage:
                   sum(h.device_cores for _i, h in held))
 
 
-# (legacy name, v2.9 name, HELP, legacy labels, v2.9 labels) of the per-GPU series, as Collect declares them
+class _Series(NamedTuple):
+    """One series as Collect declares it under both names (v2.9's HELP where it differs from the legacy one)."""
+
+    legacy: str
+    v29: str
+    help: str
+    legacy_labels: tuple[str, ...]
+    v29_labels: tuple[str, ...]
+    help29: str = ""
+
+    def family(self, v29: bool) -> GaugeMetricFamily:
+        if v29:
+            return GaugeMetricFamily(self.v29, self.help29 or self.help, labels=[*self.v29_labels, "zone"])
+        return GaugeMetricFamily(self.legacy, self.help, labels=[*self.legacy_labels, "zone"])
+
+
 _GPU = ("nodeid", "deviceuuid", "deviceidx")
 _GPU29 = ("node", "device_uuid", "device_index")
-_PER_GPU = (
+_PER_GPU = tuple(_Series(*spec) for spec in (
     ("GPUDeviceMemoryLimit", "hami_gpu_memory_limit_bytes", "Device memory limit for a certain GPU",
      (*_GPU, "devicetype"), (*_GPU29, "device_type")),
     ("GPUDeviceCoreLimit", "hami_gpu_core_limit_ratio", "Device memory core limit for a certain GPU",
-     (*_GPU, "devicetype"), (*_GPU29, "device_type")),
+     (*_GPU, "devicetype"), (*_GPU29, "device_type"), "Device core limit for a certain GPU"),
     ("GPUDeviceMemoryAllocated", "hami_gpu_memory_allocated_bytes", "Device memory allocated for a certain GPU",
      (*_GPU, "devicecores", "devicetype"), (*_GPU29, "device_cores", "device_type")),
     ("GPUDeviceSharedNum", "hami_gpu_shared_count", "Number of containers sharing this GPU",
@@ -71,17 +87,15 @@ _PER_GPU = (
      (*_GPU29, "device_cores", "shared_containers", "device_memory_limit", "device_type")),
     ("nodeGPUMemoryPercentage", "hami_node_gpu_memory_allocated_ratio",
      "GPU Memory Allocated Percentage on a certain GPU", _GPU, _GPU29),
-)
-# The v2.9 HELP of GPUDeviceCoreLimit's new name differs from the legacy one ("Device core limit ...").
-_HELP29 = {"hami_gpu_core_limit_ratio": "Device core limit for a certain GPU"}
-_PER_DEVICE = (
+))
+_PER_DEVICE = tuple(_Series(*spec) for spec in (
     ("vGPUMemoryAllocated", "hami_vgpu_memory_allocated_bytes", "vGPU memory allocated from a container",
      ("podnamespace", "nodename", "podname", "containeridx", "deviceuuid"),
      ("namespace", "node", "pod", "container_index", "device_uuid")),
     ("vGPUCoreAllocated", "hami_vgpu_core_allocated_ratio", "vGPU core allocated from a container",
      ("podnamespace", "nodename", "podname", "containeridx", "deviceuuid"),
      ("namespace", "node", "pod", "container_index", "device_uuid")),
-)
+))
 
 
 def _gpu_values(node: str, gpu: GpuView, u: _Usage) -> list[tuple[list[str], float]]:
@@ -122,28 +136,28 @@ def hami_families(snap: NodeSnapshot, legacy: bool, v29: bool) -> Iterator[Metri
     """
     managed = [g for g in snap.gpus if g.managed]
     usage = {g.uuid: _usage(g) for g in managed}
-    names = [(legacy, 0, 3), (v29, 1, 4)]
-    for on, pick, labels_at in names:
-        if not on:
-            continue
-        mig_name = ("nodeGPUMigInstance", "hami_node_gpu_mig_instance_info")[pick]
-        mig_labels = (("nodeid", "deviceuuid", "deviceidx", "migname"), ("node", "device_uuid", "device_index",
-                                                                          "mig_name"))[pick]
-        yield _mig_slots(snap.node, managed, mig_name, list(mig_labels))
-        per_gpu = [GaugeMetricFamily(spec[pick], _HELP29.get(spec[pick], spec[2]), labels=[*spec[labels_at], "zone"])
-                   for spec in _PER_GPU]
-        for gpu in managed:
-            for family, (labels, value) in zip(per_gpu, _gpu_values(snap.node, gpu, usage[gpu.uuid]), strict=True):
-                family.add_metric([*labels, ZONE], value)
-        yield from per_gpu
-        memory, cores = (GaugeMetricFamily(spec[pick], spec[2], labels=[*spec[labels_at], "zone"])
-                         for spec in _PER_DEVICE)
-        for gpu in managed:
-            for labels, mem, core in _device_values(snap.node, gpu):
-                memory.add_metric([*labels, ZONE], mem)
-                cores.add_metric([*labels, ZONE], core)
-        yield memory
-        yield cores
+    if legacy:
+        yield _mig_slots(snap.node, managed, "nodeGPUMigInstance", ["nodeid", "deviceuuid", "deviceidx", "migname"])
+        yield from _usage_families(snap.node, managed, usage, v29=False)
+    if v29:
+        yield _mig_slots(snap.node, managed, "hami_node_gpu_mig_instance_info",
+                         ["node", "device_uuid", "device_index", "mig_name"])
+        yield from _usage_families(snap.node, managed, usage, v29=True)
+
+
+def _usage_families(node: str, gpus: list[GpuView], usage: dict[str, _Usage], *, v29: bool) -> Iterator[Metric]:
+    per_gpu = [spec.family(v29) for spec in _PER_GPU]
+    for gpu in gpus:
+        for family, (labels, value) in zip(per_gpu, _gpu_values(node, gpu, usage[gpu.uuid]), strict=True):
+            family.add_metric([*labels, ZONE], value)
+    yield from per_gpu
+    memory, cores = (spec.family(v29) for spec in _PER_DEVICE)
+    for gpu in gpus:
+        for labels, mem, core in _device_values(node, gpu):
+            memory.add_metric([*labels, ZONE], mem)
+            cores.add_metric([*labels, ZONE], core)
+    yield memory
+    yield cores
 
 
 def _mig_slots(node: str, gpus: list[GpuView], name: str, labels: list[str]) -> Metric:

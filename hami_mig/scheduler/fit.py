@@ -177,15 +177,16 @@ def _device(a: Allocation, gpu: GpuState, planner: NodePlanner, taken: set[tuple
     cores = core_share(profile, gpu.model)
     if a.geometry_index is None or a.slot is None:
         return ContainerDevice(uuid=a.gpu_uuid, memory_mib=a.memory_mib, cores=cores)
-    slot: int | None = a.slot
+    slot = a.slot
     geo = next((g for g in planner.geometries(gpu).geometries if g.index == a.geometry_index), None)
     if geo is not None:
         if (a.gpu_uuid, a.geometry_index, a.slot) in taken:
-            slot = next((s.index for s in geo.slots if s.profile.name == a.profile
+            free = next((s.index for s in geo.slots if s.profile.name == a.profile
                          and (a.gpu_uuid, a.geometry_index, s.index) not in taken), None)
-            if slot is None:
+            if free is None:
                 raise NoFreeSlotName(f"every {a.profile} slot of geometry {a.geometry_index} on GPU {gpu.index} is "
                                      "named by a live pod")
+            slot = free
         if geo.slots[slot].core:
             cores = geo.slots[slot].core
     taken.add((a.gpu_uuid, a.geometry_index, slot))

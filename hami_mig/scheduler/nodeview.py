@@ -148,8 +148,8 @@ def build_view(node: o.Obj, pods: Sequence[o.Obj], planner: NodePlanner, names: 
             notes.append(f"pod {o.key(pod)}: {exc}")
             continue
         recorded[o.uid(pod)] = set(records)
-        for instances in records.values():
-            for h in instances:
+        for recorded_here in records.values():
+            for h in recorded_here:
                 gpu = states.get(h.gpu_uuid)
                 if gpu is None:
                     continue

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from prometheus_client.utils import floatToGoString
 
 from hami_mig.agent.snapshot import GpuView, Holder, SlotView
@@ -14,6 +13,7 @@ from hami_mig.metrics.hami import MIG_INSTANCE_HELP
 
 from .expo import SnapshotBox, families, lines, text, values
 from .snapshots import busy_gpu, idle_gpu, inst, mixed_node, node, pending_gpu, unmanaged_gpu
+
 
 def go(value: float) -> str:
     return str(floatToGoString(float(value)))

@@ -12,8 +12,8 @@ from hami_mig.agent.snapshot import NodeSnapshot
 from hami_mig.metrics import AgentStats, SnapshotCollector, build_registry
 
 from .expo import SnapshotBox, families, lines, text, values
-from .test_hami_series import LEGACY, V29
 from .snapshots import busy_gpu, full_node, mixed_node, node
+from .test_hami_series import LEGACY, V29
 
 GPU = ("device_index", "profile", "state")
 POD_LABELS = {"podname", "podnamespace", "pod", "namespace", "containeridx", "container_index"}

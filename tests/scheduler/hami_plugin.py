@@ -63,7 +63,8 @@ class HamiPluginV29:
         devices = [DeviceInfo(ID=g.uuid, Index=i, Count=10, Devmem=g.memory_mib, Devcore=100,
                               Type=register_type_v29(g.nvml_name), Numa=0, Mode="mig", Health=True)
                    for i, g in enumerate(self.gpus.values())]
-        self.api.patch_node(self.node, {"metadata": {"annotations": {NODE_REGISTER: marshal_node_devices_v29(devices)}}})
+        annotations = {NODE_REGISTER: marshal_node_devices_v29(devices)}
+        self.api.patch_node(self.node, {"metadata": {"annotations": annotations}})
 
     def _forget_finished(self) -> None:
         live = {p["metadata"]["uid"] for p in self.api.pods(self.node)

@@ -258,8 +258,8 @@ def test_generated_certificate_serves_the_webhook_service_name(render: Render, t
 
 def test_register_format_value_becomes_the_agents_flag(render: Render) -> None:
     """agent.hamiRegisterFormat: json (the default) adds nothing; legacy reaches the agent, whose parser takes it."""
-    from hami_mig.cli.device_plugin import build_config
     from hami_mig.cli import build_parser
+    from hami_mig.cli.device_plugin import build_config
     from tests.deploy.chartutil import args_of
 
     assert "--hami-register-format" not in args_of(render())

@@ -166,8 +166,8 @@ def check(pool: Pool) -> None:
     positions = Counter((g.uuid, pos) for g in pool.hami.gpus.values() for pos in g.held)
     assert all(n == 1 for n in positions.values())
     mig_pods = live(pool, MIG_NODE)
-    held = Counter(h.mig_uuid for p in mig_pods
-                   for hs in decode_records(p["metadata"]["annotations"].get(INSTANCES_ANNOTATION)).values() for h in hs)
+    records = [decode_records(p["metadata"]["annotations"].get(INSTANCES_ANNOTATION)) for p in mig_pods]
+    held = Counter(h.mig_uuid for r in records for hs in r.values() for h in hs)
     assert all(n == 1 for n in held.values()), f"a MIG instance held twice: {held}"
     existing = {hw.mig_uuid for d in pool.cluster.backend.devices() for hw in d.instances}
     assert set(held) <= existing, "a pod holds a MIG device NVML does not have"
