@@ -137,3 +137,27 @@ def test_node_lock_is_kept_until_the_pods_last_container_is_allocated(cluster: S
     ann = cluster.api.get_pod("default", "two")["metadata"]["annotations"]
     assert ann[BIND_PHASE] == "success" and ann[DEVICES_TO_ALLOCATE] == ";;;;"  # ";" per entry, as HAMi erases
     assert NODE_LOCK not in cluster.api.get_node(NODE)["metadata"]["annotations"]
+
+
+def test_hami_series_are_computed_from_the_pods_allocation_records(cluster: SimCluster,
+                                                                   server: ExtenderServer) -> None:
+    """Collect (cmd/scheduler/metrics.go, v2.9.0) sums what vgpu-devices-allocated gives each device; its slot
+    series exist only while a slot is held. The agent's scrape says the same."""
+    from hami_mig.metrics import build_registry
+    from tests.metrics.expo import values
+
+    schedule(cluster, server, create_through_webhook(cluster, server, "train", 15000))
+    assert cluster.admit("train").ok
+    gpu0 = cluster.backend.devices()[0].uuid
+    reg = build_registry(cluster.agent.snapshot, process=False)  # type: ignore[union-attr]
+    assert values(reg, "vGPUMemoryAllocated", "podname", "containeridx", "deviceuuid") == {
+        ("train", "0", f"{gpu0}[1-1]"): float(19968 * 2**20)}
+    assert values(reg, "vGPUCoreAllocated", "deviceuuid") == {(f"{gpu0}[1-1]",): 28.0}
+    assert values(reg, "GPUDeviceMemoryAllocated", "deviceidx", "devicecores") == {
+        ("0", "28"): float(19968 * 2**20), ("1", "0"): 0.0}
+    assert values(reg, "hami_gpu_shared_count", "device_index") == {("0",): 1.0, ("1",): 0.0}
+    slots = values(reg, "nodeGPUMigInstance", "deviceidx", "migname")
+    assert {k for k, v in slots.items() if v == 1.0} == {("0", "2g.20gb-1")} and {k[0] for k in slots} == {"0"}
+    cluster.finish("train")
+    cluster.reconcile()
+    assert values(reg, "nodeGPUMigInstance", "deviceidx", "migname") == {}  # the last pod is gone
