@@ -8,7 +8,7 @@ a few milliseconds; tests check the two agree, verdicts and reasons.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from hami_mig.errors import HamiMigError, InputError
@@ -20,6 +20,7 @@ from hami_mig.mig.request import Request
 from hami_mig.mig.state import GpuState
 from hami_mig.scheduler import hami_node
 from hami_mig.scheduler import objects as o
+from hami_mig.scheduler.gpu_filters import gpu_allowed, gpu_filter
 from hami_mig.scheduler.nodeview import NodeView
 from hami_mig.scheduler.planning import GpuAnswer, NodePlanner, Signature, signature, take
 
@@ -63,10 +64,12 @@ def _plural(n: int) -> str:
 class Query:
     """One pod's GPU containers, prepared once per filter call and asked of every node."""
 
-    def __init__(self, requests: ContainerRequests, planner: NodePlanner, gpu_policy: str = "spread") -> None:
+    def __init__(self, requests: ContainerRequests, planner: NodePlanner, gpu_policy: str = "spread",
+                 gpu_filter: Mapping[str, str] | None = None) -> None:
         self.requests = requests
         self.planner = planner
         self.gpu_policy = gpu_policy  # HAMi's GPU order, on nodes its device plugin runs
+        self.gpu_filter = dict(gpu_filter or {})  # HAMi's use-/nouse-gputype and -gpuuuid annotations
         self.steps: list[tuple[int, Request, Request, dict[tuple[int, str, Signature], GpuAnswer]]] = []
         for index, request in requests:
             one = replace(request, count=1) if request.count != 1 else request
@@ -88,6 +91,9 @@ def fit(view: NodeView, requests: ContainerRequests | Query, planner: NodePlanne
     query = requests if isinstance(requests, Query) else Query(requests, planner)
     if view.problem:
         return NodeFit(view.name, False, view.problem, permanent=True)
+    view = allowed_view(view, query.gpu_filter)
+    if view.problem:
+        return NodeFit(view.name, False, view.problem, permanent=True)
     if view.hami is not None:
         result = hami_node.plan(view.hami, query.requests, query.gpu_policy)
         if result.fits:
@@ -98,6 +104,26 @@ def fit(view: NodeView, requests: ContainerRequests | Query, planner: NodePlanne
     if fits:
         return NodeFit(view.name, True)
     return NodeFit(view.name, False, reason, permanent=not query.fits_idle(view))
+
+
+def allowed_view(view: NodeView, annotations: Mapping[str, str]) -> NodeView:
+    """The view with only the GPUs the pod's HAMi GPU filter annotations allow (the view itself without any)."""
+    if not annotations:
+        return view
+    if view.hami is not None:
+        hami = tuple(g for g in view.hami if gpu_allowed(annotations, g.uuid, g.type))
+        if not hami:
+            return replace(view, problem=_filtered_out(annotations))
+        return replace(view, hami=hami)
+    keep = [i for i, g in enumerate(view.gpus) if gpu_allowed(annotations, g.uuid, view.gpu_types.get(g.uuid, ""))]
+    if not keep:
+        return replace(view, problem=_filtered_out(annotations))
+    return replace(view, gpus=tuple(view.gpus[i] for i in keep), signatures=tuple(view.signatures[i] for i in keep))
+
+
+def _filtered_out(annotations: Mapping[str, str]) -> str:
+    given = ", ".join(f"{k}={v!r}" for k, v in annotations.items())
+    return f"no GPU of this node passes the pod's {given}"
 
 
 def walk(gpus: list[GpuState], sigs: list[Signature], query: Query) -> tuple[bool, str]:
@@ -210,6 +236,9 @@ def pod_devices(pod: o.Obj, plan: PodPlan, view: NodeView, planner: NodePlanner)
 
 def bind_devices(pod: o.Obj, view: NodeView, requests: ContainerRequests, planner: NodePlanner) -> PodDevices:
     """What the bind writes for the pod on this node, planned by the node's kind; NoFitError says why not."""
+    if view.problem:
+        raise NoFitError(view.problem)
+    view = allowed_view(view, gpu_filter(o.annotations_of(pod)))
     if view.problem:
         raise NoFitError(view.problem)
     if view.hami is not None:

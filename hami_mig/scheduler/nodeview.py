@@ -17,8 +17,8 @@ destroy them anyway, so they do not matter here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from hami_mig.agent.records import INSTANCES_ANNOTATION, decode_records
 from hami_mig.errors import InputError
@@ -58,6 +58,8 @@ class NodeView:
     """(GPU UUID, geometry, slot) named by live pods' allocations: a new pod gets another name."""
     hami: tuple[HamiGpu, ...] | None = None
     """Set on a node HAMi's device plugin runs: its GPUs with HAMi's usage, planned by `hami_node`."""
+    gpu_types: Mapping[str, str] = field(default_factory=dict)
+    """GPU UUID -> the register's `type`, what HAMi's nvidia.com/use-gputype filters match."""
 
     @property
     def used_fraction(self) -> float:
@@ -165,6 +167,7 @@ def build_view(node: o.Obj, pods: Sequence[o.Obj], planner: NodePlanner, names: 
     ordered = tuple(states[g.uuid] for g in gpus if g.uuid not in blocked)
     return NodeView(
         node_name, ordered, tuple(signature(g) for g in ordered), notes=tuple(notes),
+        gpu_types={d.id: d.type for d in _register(node)[0]},
         used_slices=sum(len(g.occupied()) for g in ordered),
         total_slices=sum(g.model.memory_slices for g in ordered),
         slot_refs=frozenset(ref for pod in live for ref in _slot_refs(pod)),

@@ -146,3 +146,34 @@ def test_whole_gpu_request_gets_the_largest_slot_not_a_bare_uuid() -> None:
     # hami-mig asks the largest configured entry (documented).
     node = hami_node_obj("n", 1)
     assert devices_for(node, [], pod_obj("p", {"nvidia.com/gpu": 1})) == f"{gpu_uuid('n', 0)}[3-0],NVIDIA,80896,98:;"
+
+
+@pytest.mark.parametrize(("annotations", "type_name", "allowed"), [
+    # Test_CheckType (pkg/device/nvidia/device_test.go, v2.9.0)
+    ({"nvidia.com/use-gputype": "A10"}, "NVIDIA A100", True),
+    ({"nvidia.com/use-gputype": "A10", "nvidia.com/nouse-gputype": "A100"}, "NVIDIA A100", False),
+    ({"nvidia.com/use-gputype": "A10", "nvidia.com/nouse-gputype": "A100"}, "NVIDIA A10", True),
+    # TestCheckGPUtype_NoUse, TestCheckGPUtype_InUseMismatch (same file)
+    ({"nvidia.com/nouse-gputype": "A100"}, "NVIDIA-A100", False),
+    ({"nvidia.com/nouse-gputype": "A100"}, "NVIDIA-V100", True),
+    ({"nvidia.com/use-gputype": "A100"}, "NVIDIA-V100", False),
+])
+def test_gpu_type_filters_as_hamis_check_gpu_type(annotations: dict[str, str], type_name: str, allowed: bool) -> None:
+    from hami_mig.scheduler.gpu_filters import gpu_allowed
+
+    assert gpu_allowed(annotations, "dev-0", type_name) is allowed
+
+
+def test_gpu_filters_reach_both_kinds_of_node() -> None:
+    # CheckUUID (pkg/device/devices.go, v2.9.0): use-gpuuuid lists the only GPUs allowed; nouse-gpuuuid excludes
+    for node in (node_obj("n", 2, A100_80), hami_node_obj("n")):
+        only_1 = pod_obj("p", {"nvidia.com/gpumem": 5000}, annotations={"nvidia.com/use-gpuuuid": gpu_uuid("n", 1)})
+        assert devices_for(node, [], only_1).startswith(f"{gpu_uuid('n', 1)}[")
+        not_0 = pod_obj("p", {"nvidia.com/gpumem": 5000}, annotations={"nvidia.com/nouse-gpuuuid": gpu_uuid("n", 0)})
+        assert devices_for(node, [], not_0).startswith(f"{gpu_uuid('n', 1)}[")
+        other = pod_obj("p", {"nvidia.com/gpumem": 5000}, annotations={"nvidia.com/use-gputype": "H100"})
+        out = filter_([node], [], other)
+        assert out["nodenames"] == [] and "nvidia.com/use-gputype='H100'" in out["failedAndUnresolvableNodes"]["n"]
+        both = pod_obj("p", {"nvidia.com/gpumem": 5000, "nvidia.com/gpu": 2},
+                       annotations={"nvidia.com/use-gpuuuid": gpu_uuid("n", 1)})
+        assert "2 distinct GPUs; the node has 1" in filter_([node], [], both)["failedNodes"]["n"]
