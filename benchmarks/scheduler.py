@@ -33,6 +33,7 @@ from hami_mig.agent.records import INSTANCES_ANNOTATION, HeldInstance, encode_re
 from hami_mig.kube.annotations import (  # noqa: E402
     BIND_PHASE,
     DEVICES_TO_ALLOCATE,
+    HAMI_MIG_GPUS,
     NODE_LOCK,
     NODE_REGISTER,
     VGPU_NODE,
@@ -84,7 +85,8 @@ def cluster(n_nodes: int, n_gpus: int, seed: int = 1) -> tuple[list[dict[str, An
             NodeDevice(id=f"GPU-{name}-{i}", index=i, count=10, devmem=81920, type=MODEL, mode="mig")
             for i in range(n_gpus))
         node = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "resourceVersion": "1", "annotations": {NODE_REGISTER: register}}}
+                "metadata": {"name": name, "resourceVersion": "1",
+                             "annotations": {NODE_REGISTER: register, HAMI_MIG_GPUS: "[]"}}}
         nodes.append(node)
         gpus = list(build_view(node, [], planner, config.names).gpus)
         for p in range(rng.randint(0, 3 * n_gpus)):
@@ -221,7 +223,7 @@ def bench_binds(n_binds: int, threads: int, n_nodes: int = 50) -> Row:
             register = encode_node_register(
                 NodeDevice(id=f"GPU-{name}-{i}", index=i, count=10, devmem=81920, type=MODEL, mode="mig")
                 for i in range(8))
-            api.add_node(name, annotations={NODE_REGISTER: register})
+            api.add_node(name, annotations={NODE_REGISTER: register, HAMI_MIG_GPUS: "[]"})
         pods = [api.add_pod(pod_manifest(f"p{i}", limits={"nvidia.com/gpumem": "8000"})) for i in range(n_binds)]
         planner = NodePlanner(config)
         sapi = SchedulerApi(KubeClient(api.api_client()))

@@ -21,9 +21,9 @@ from hami_mig.kube.annotations import (
     DEVICES_ALLOCATED,
     DEVICES_TO_ALLOCATE,
     ContainerDevice,
-    blank_container,
     decode_pod_devices,
     encode_pod_devices,
+    erase_next_container,
     next_pending_container,
 )
 from hami_mig.kube.errors import ApiConflict, ApiError, ApiForbidden
@@ -163,12 +163,11 @@ def record_patch(target: Target, decision: Decision, mig_uuids: Sequence[str], c
     patch: dict[str, str | None] = {INSTANCES_ANNOTATION: encode_records(records)}
     n_containers = len(pod_containers(pod))
     if target.mode == "hami":
-        devices = decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
-        left = blank_container(devices, target.container)
-        patch[DEVICES_TO_ALLOCATE] = encode_pod_devices(left)
+        left = erase_next_container(ann.get(DEVICES_TO_ALLOCATE, ""))  # HAMi's bytes, see kube/annotations.py
+        patch[DEVICES_TO_ALLOCATE] = left
         if DEVICES_ALLOCATED not in ann:
             patch[DEVICES_ALLOCATED] = ann.get(DEVICES_TO_ALLOCATE, "")
-        if next_pending_container(left) is None:
+        if next_pending_container(decode_pod_devices(left)) is None:
             patch[BIND_PHASE] = "success"
     else:
         try:

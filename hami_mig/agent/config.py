@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from hami_mig.kube.annotations import MODE_MIG
 from hami_mig.kube.nodeconfig import GpuMode, gpu_mode
+from hami_mig.kube.register import RegisterFormat
 from hami_mig.kube.resources import DEFAULT_NAMES, ResourceNames
 from hami_mig.mig.geometry import DeviceConfig, default_device_config
 from hami_mig.mig.planner import GeometryMode, Policy
@@ -38,6 +39,7 @@ class AgentConfig:
     manage_mig_mode: bool = False  # enable/disable MIG on idle GPUs to match the node config; never resets
     ignore_gpu_operator: bool = False  # manage MIG even where the GPU Operator's MIG manager labels the node
     in_use_backoff_s: tuple[float, ...] = (0.2, 0.5, 1.0)  # waits before re-planning after NVML IN_USE
+    register_format: RegisterFormat = "json"  # hami.io/node-nvidia-register: json (HAMi v2.8+) or legacy (v2.5-v2.7)
 
     def filtered(self, uuid: str, index: int) -> bool:
         return uuid in self.filter_uuids or index in self.filter_indices

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.events import EventPoster
-from hami_mig.agent.hami_lock import mark_bind_failed, release_node_lock
+from hami_mig.agent.hami_lock import mark_bind_failed, pod_allocation_done, release_node_lock
 from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
 from hami_mig.agent.journal import Journal, orphans
 from hami_mig.agent.node import gpumem_capacity, node_annotations
@@ -180,7 +180,7 @@ class Agent:
             log.info("Allocate for %s container %d: %s -> %s", outcome.target.key, outcome.target.container,
                      "; ".join(outcome.decision.notes), ",".join(outcome.mig_uuids))
             self.events.allocated(outcome)
-            if outcome.target.mode == "hami":
+            if outcome.target.mode == "hami" and pod_allocation_done(outcome.target.pod):
                 release_node_lock(self.kube, self.config.node_name, outcome.target.pod)
             # The snapshot (metrics, demo) and the advertised list are refreshed after the kubelet has its
             # answer: re-reading every GPU and the pods again would double the Allocate's time.

@@ -1,4 +1,9 @@
-"""The node agent's side of HAMi's bind handshake: release `hami.io/mutex.lock`, mark a failed bind."""
+"""The node agent's side of HAMi's bind handshake: release `hami.io/mutex.lock`, mark a failed bind.
+
+As HAMi's device plugin does (`podAllocationTrySuccess` / `PodAllocationSuccess` in plugin/util.go, v2.9.0),
+the lock is kept until the pod's LAST container with devices is allocated: HAMi's scheduler binds the next pod
+to the node only once it is gone, so it never plans around a half-allocated pod.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,30 @@ import logging
 from typing import Any
 
 from hami_mig.errors import InputError
-from hami_mig.kube.annotations import BIND_PHASE, NODE_LOCK
+from hami_mig.kube.annotations import (
+    BIND_PHASE,
+    DEVICES_TO_ALLOCATE,
+    NODE_LOCK,
+    decode_pod_devices,
+    erase_next_container,
+    next_pending_container,
+)
 from hami_mig.kube.client import KubeClient
 from hami_mig.kube.errors import ApiConflict, ApiError
 from hami_mig.kube.nodelock import NodeLock
 
 log = logging.getLogger(__name__)
+
+
+def pod_allocation_done(pod: Any) -> bool:
+    """Whether the Allocate just served was the pod's last: nothing left in `vgpu-devices-to-allocate` once
+    its next container is erased (HAMi: the refreshed annotation no longer names an NVIDIA device)."""
+    annotations = (pod.metadata.annotations or {}) if pod.metadata is not None else {}
+    try:
+        left = decode_pod_devices(erase_next_container(annotations.get(DEVICES_TO_ALLOCATE, "")))
+    except InputError:
+        return True  # unreadable: nothing more will be allocated from it, so nothing to wait for
+    return next_pending_container(left) is None
 
 
 def release_node_lock(kube: KubeClient, node: str, pod: Any) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.inventory import Inventory
-from hami_mig.kube.annotations import MODE_MIG, NODE_HANDSHAKE, NODE_REGISTER
+from hami_mig.kube.annotations import HAMI_MIG_GPUS, MODE_MIG, NODE_HANDSHAKE, NODE_REGISTER
 from hami_mig.kube.handshake import Handshake
-from hami_mig.kube.register import NodeDevice, encode_node_register
+from hami_mig.kube.register import NodeDevice, encode_node_register, register_type
 from hami_mig.nvml import GpuDevice
 
 
@@ -17,13 +17,13 @@ def node_devices(inv: Inventory, config: AgentConfig) -> list[NodeDevice]:
     managed = {s.uuid for s in inv.states}
     return [
         NodeDevice(id=d.uuid, index=d.index, count=config.split_count, devmem=d.memory_mib, devcore=100,
-                   type=d.name, numa=d.numa_node if d.numa_node is not None else 0, mode=MODE_MIG,
-                   health=d.mig_mode == "enabled")
+                   type=register_type(d.name, config.register_format), numa=max(d.numa_node or 0, 0),
+                   mode=MODE_MIG, health=d.mig_mode == "enabled")
         for d in inv.devices if d.uuid in managed
     ]
 
 
-GPUS_ANNOTATION = "hami-mig.io/gpus"
+GPUS_ANNOTATION = HAMI_MIG_GPUS
 
 
 def gpu_status(inv: Inventory, config: AgentConfig) -> str:
@@ -39,7 +39,7 @@ def gpu_status(inv: Inventory, config: AgentConfig) -> str:
 
 def node_annotations(inv: Inventory, config: AgentConfig) -> dict[str, str | None]:
     return {
-        NODE_REGISTER: encode_node_register(node_devices(inv, config)),
+        NODE_REGISTER: encode_node_register(node_devices(inv, config), config.register_format),
         NODE_HANDSHAKE: Handshake.reported().encode(),
         GPUS_ANNOTATION: gpu_status(inv, config),
     }

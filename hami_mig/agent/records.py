@@ -14,6 +14,7 @@ from typing import Any
 
 from hami_mig.agent.snapshot import Holder
 from hami_mig.errors import InputError
+from hami_mig.kube.annotations import DEVICES_ALLOCATED, PodDevices, decode_pod_devices
 
 INSTANCES_ANNOTATION = "hami-mig.io/instances"
 TERMINAL_PHASES = ("Succeeded", "Failed")
@@ -103,13 +104,28 @@ def unreadable_records(pods: Iterable[Any]) -> list[str]:
 
 
 def holdings(pods: Iterable[Any]) -> dict[str, tuple[Holder, HeldInstance]]:
-    """MIG UUID -> (holder, record) for every instance a live pod holds."""
+    """MIG UUID -> (holder, record) for every instance a live pod holds, with the device HAMi's
+    `vgpu-devices-allocated` records for it (HAMi's metrics are computed from that record)."""
     out: dict[str, tuple[Holder, HeldInstance]] = {}
     for pod in pods:
         if not is_live(pod):
             continue
         meta = _meta(pod)
+        devices = _allocated(pod)
         for container, held in pod_records(pod).items():
+            mine = list(devices[container]) if container < len(devices) else []
             for h in held:
-                out[h.mig_uuid] = (Holder(meta.namespace, meta.name, container, meta.uid or ""), h)
+                dev = next((d for d in mine if d.uuid.split("[", 1)[0] == h.gpu_uuid), None)
+                if dev is not None:
+                    mine.remove(dev)
+                out[h.mig_uuid] = (Holder(meta.namespace, meta.name, container, meta.uid or "",
+                                          dev.uuid if dev else "", dev.memory_mib if dev else None,
+                                          dev.cores if dev else 0), h)
     return out
+
+
+def _allocated(pod: Any) -> PodDevices:
+    try:
+        return decode_pod_devices(annotations_of(pod).get(DEVICES_ALLOCATED, ""), DEVICES_ALLOCATED)
+    except InputError:
+        return ()

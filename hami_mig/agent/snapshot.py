@@ -17,6 +17,9 @@ class Holder:
     pod: str
     container: int  # index in HAMi's order: init containers first, then containers
     uid: str = ""
+    device: str = ""  # the device HAMi's vgpu-devices-allocated records for it (GPU-<uuid>[g-s]); "" if none
+    device_mib: int | None = None  # the memory that record gives (what HAMi's metrics sum)
+    device_cores: int = 0
 
     def label(self) -> str:
         return f"{self.namespace}/{self.pod}#{self.container}"

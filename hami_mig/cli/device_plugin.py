@@ -18,6 +18,7 @@ from hami_mig.errors import InputError
 from hami_mig.kube.annotations import MODES
 from hami_mig.kube.client import KubeClient, KubeConfigError
 from hami_mig.kube.nodeconfig import node_config_for
+from hami_mig.kube.register import REGISTER_FORMATS
 from hami_mig.kube.resources import ResourceNames
 from hami_mig.metrics import AgentStats, MetricsServer, build_registry
 from hami_mig.mig.catalogue import default_catalogue
@@ -76,7 +77,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-legacy-metrics", action="store_true",
                    help="do not emit HAMi's camelCase series (nodeGPUMigInstance, GPUDeviceMemoryLimit, ...)")
     p.add_argument("--no-v29-metrics", action="store_true",
-                   help="do not emit HAMi v2.9's hami_node_gpu_mig_instance_info")
+                   help="do not emit HAMi v2.9's names (hami_node_gpu_mig_instance_info, hami_gpu_*, hami_vgpu_*)")
+    p.add_argument("--hami-register-format", choices=REGISTER_FORMATS, default="json",
+                   help="format of the hami.io/node-nvidia-register annotation: json for HAMi v2.8 and later "
+                   "(default), legacy for the comma-separated format v2.5 to v2.7 schedulers read")
     p.set_defaults(func=run)
 
 
@@ -107,9 +111,7 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         text = _read(args.node_config, "--node-config") if args.node_config else ""
         node = node_config_for(text, args.node_name, device_config.device_split_count)
         mode = node.operating_mode if args.node_config and _listed(text, args.node_name) else args.default_mode
-        names = ResourceNames(count=device_config.resource_count_name, memory=device_config.resource_memory_name,
-                              memory_percentage=device_config.resource_memory_percentage_name,
-                              cores=device_config.resource_core_name, default_gpu_num=device_config.default_gpu_num)
+        names = ResourceNames.of(device_config)
     except InputError as exc:
         raise CliError(str(exc), EXIT_BAD_INPUT) from None
     return AgentConfig(
@@ -122,6 +124,7 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         cdi_dir=args.cdi_dir, cdi_base_spec=args.cdi_base_spec, mig_minors_path=args.mig_minors,
         proc_root=args.proc_root,
         manage_mig_mode=args.manage_mig_mode, ignore_gpu_operator=args.ignore_gpu_operator,
+        register_format=args.hami_register_format,
     )
 
 

@@ -21,6 +21,9 @@ VGPU_MODE = "nvidia.com/vgpu-mode"
 NODE_REGISTER = "hami.io/node-nvidia-register"
 NODE_HANDSHAKE = "hami.io/node-handshake"
 NODE_LOCK = "hami.io/mutex.lock"
+HAMI_MIG_GPUS = "hami-mig.io/gpus"
+"""hami-mig's own per-GPU status, published by its node agent only: the cluster side tells hami-mig nodes from
+nodes run by HAMi's device plugin by it."""
 
 # --- resource names (defaults; the device-config may rename them, see resources.ResourceNames) ----
 RESOURCE_GPU = "nvidia.com/gpu"
@@ -179,6 +182,18 @@ def _decode_container(part: str, key: str, whole: str) -> ContainerDevices:
 def next_pending_container(devices: PodDevices) -> int | None:
     """Index of the first container that still has devices to allocate (HAMi allocates containers in order)."""
     return next((index for index, container in enumerate(devices) if container), None)
+
+
+def erase_next_container(text: str) -> str:
+    """`vgpu-devices-to-allocate` once its next container is allocated, byte for byte as HAMi v2.9's device plugin
+    writes it (`eraseNextDeviceTypeFromAnnotation` in plugin/util.go): the value split on `;` (a trailing `;`
+    leaves an empty last entry, which v2.9's DecodePodDevices keeps), the first entry with devices emptied,
+    every entry re-encoded and followed by `;`. So `A:;B:;` becomes `;B:;;`, then `;;;;`."""
+    entries = [_decode_container(part, DEVICES_TO_ALLOCATE, text) for part in text.split(";")]
+    first = next((i for i, entry in enumerate(entries) if entry), None)
+    if first is not None:
+        entries[first] = ()
+    return encode_pod_devices(tuple(entries))
 
 
 def blank_container(devices: PodDevices, index: int) -> PodDevices:

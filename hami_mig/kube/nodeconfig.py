@@ -1,5 +1,8 @@
 """The device-plugin node ConfigMap (`config.json`): which mode a node runs in and which GPUs it leaves alone.
 
+Keys are matched as HAMi's Go decoder matches them (`DevicePluginConfigs` in pkg/device/nvidia/device.go):
+without regard to case, so `operatingMode` sets `operatingmode`.
+
 hami-mig extension, ignored by HAMi's own device plugin (Go's JSON decoder skips unknown keys): a
 per-node `gpus` list sets the operating mode of single GPUs, e.g.
 `"gpus": [{"index": 1, "operatingmode": "hami-core"}, {"uuid": "GPU-…", "operatingmode": "mig"}]`.
@@ -83,7 +86,7 @@ def parse_node_configs(text: str, default_split_count: int = DEFAULT_SPLIT_COUNT
         raise InputError(CONFIG_KEY, text[:200], f"valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise InputError(CONFIG_KEY, text[:200], 'a JSON object like {"nodeconfig": [...]}')
-    entries = data.get("nodeconfig")
+    entries = _go_keys(data, {"nodeconfig"}).get("nodeconfig")
     if entries is None:
         return ()
     if not isinstance(entries, list):
@@ -105,10 +108,21 @@ _KNOWN = {"name", "operatingmode", "devicesplitcount", "filterdevices", "devicem
           "migstrategy", "gpus"}
 
 
+def _go_keys(obj: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """Keys as Go's encoding/json matches them to struct fields: without regard to case (`operatingMode` is
+    `operatingmode`), the last of two spellings winning; other keys kept as written."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        folded = key.lower() if isinstance(key, str) else key
+        out[folded if folded in known else key] = value
+    return out
+
+
 def _parse_entry(position: int, entry: object, default_split_count: int) -> NodeConfig:
     where = f"{CONFIG_KEY} nodeconfig[{position}]"
     if not isinstance(entry, dict):
         raise InputError(where, entry, 'an object like {"name": "node-a", "operatingmode": "mig"}')
+    entry = _go_keys(entry, _KNOWN)
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise InputError(f"{where}.name", name, "the node name, a non-empty string")
@@ -142,6 +156,7 @@ def _parse_filters(where: str, filters: Any) -> tuple[tuple[str, ...], tuple[int
         return (), ()
     if not isinstance(filters, dict):
         raise InputError(f"{where} filterdevices", filters, 'an object like {"uuid": [], "index": []}')
+    filters = _go_keys(filters, {"uuid", "index"})
     uuids = filters.get("uuid") or []
     indices = filters.get("index") or []
     if not isinstance(uuids, list) or not all(isinstance(uuid, str) and uuid for uuid in uuids):

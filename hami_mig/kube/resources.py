@@ -19,6 +19,7 @@ from hami_mig.kube.annotations import (
     RESOURCE_GPUMEM_PERCENTAGE,
     VGPU_MODE,
 )
+from hami_mig.mig.geometry import DeviceConfig
 from hami_mig.mig.request import Request
 
 _INT32_MAX = 2**31 - 1
@@ -34,6 +35,18 @@ class ResourceNames:
     memory_percentage: str = RESOURCE_GPUMEM_PERCENTAGE
     cores: str = RESOURCE_GPUCORES
     default_gpu_num: int = 1
+    memory_factor: int = 1
+    """HAMi's `memoryFactor` (v2.8+): nvidia.com/gpumem is counted in units of this many MiB."""
+    default_memory: int = 0
+    default_cores: int = 0
+
+    @classmethod
+    def of(cls, config: DeviceConfig) -> ResourceNames:
+        """The names, defaults and memory factor a parsed device config sets."""
+        return cls(count=config.resource_count_name, memory=config.resource_memory_name,
+                   memory_percentage=config.resource_memory_percentage_name, cores=config.resource_core_name,
+                   default_gpu_num=config.default_gpu_num, memory_factor=config.memory_factor,
+                   default_memory=config.default_memory, default_cores=config.default_cores)
 
     @classmethod
     def from_device_config(cls, nvidia: Mapping[str, Any]) -> ResourceNames:
@@ -119,29 +132,35 @@ def gpu_containers(pod: Any, names: ResourceNames = DEFAULT_NAMES) -> tuple[int,
 
 
 def _request(container: ContainerResources, names: ResourceNames) -> Request | None:
+    """HAMi's reading (`GenerateResourceRequests` and `Fit` in pkg/device/nvidia/device.go, v2.9.0): a count
+    of 0 asks for no GPU; gpumem wins over gpumem-percentage and is multiplied by memoryFactor; a gpumem of
+    0 counts as none given; neither means defaultMemory, else the whole GPU; gpucores defaults to
+    defaultCores and is clamped to 100."""
     raw = {name: container.value(name) for name in names.all}
     if all(value is None for value in raw.values()):
         return None
-    if raw[names.memory] is not None and raw[names.memory_percentage] is not None:
-        raise InputError(
-            f"{names.memory_percentage} (container {container.name!r})",
-            raw[names.memory_percentage],
-            f"both memory kinds given: set either {names.memory} or {names.memory_percentage}, not both",
-        )
-    count = _whole(raw[names.count], names.count, container, "GPUs") if raw[names.count] is not None else None
-    memory = _whole(raw[names.memory], names.memory, container, "MiB") if raw[names.memory] is not None else None
+    count = names.default_gpu_num
+    if raw[names.count] is not None:
+        count = _whole(raw[names.count], names.count, container, "GPUs", allow_zero=True)
+        if count == 0:
+            return None
+    memory = None
+    if raw[names.memory] is not None:
+        memory = _whole(raw[names.memory], names.memory, container, "MiB", allow_zero=True) or None
     percent = None
-    if raw[names.memory_percentage] is not None:
+    if memory is None and raw[names.memory_percentage] is not None:
         percent = _whole(raw[names.memory_percentage], names.memory_percentage, container, "percent", maximum=100)
-    cores = None
+    if memory is not None:
+        memory *= names.memory_factor
+        if memory > _INT32_MAX:
+            raise InputError(f"{names.memory} (container {container.name!r})", raw[names.memory],
+                             f"too large once multiplied by memoryFactor {names.memory_factor}")
+    elif percent is None and names.default_memory:
+        memory = names.default_memory
+    cores = names.default_cores or None
     if raw[names.cores] is not None:
-        cores = _whole(raw[names.cores], names.cores, container, "percent", maximum=100, allow_zero=True)
-    return Request(
-        count=count if count is not None else names.default_gpu_num,
-        memory_mib=memory,
-        memory_percent=percent,
-        cores=cores,
-    )
+        cores = min(_whole(raw[names.cores], names.cores, container, "percent", allow_zero=True), 100)
+    return Request(count=count, memory_mib=memory, memory_percent=percent, cores=cores)
 
 
 def _whole(
@@ -180,14 +199,15 @@ def _whole(
 
 
 def pod_vgpu_mode(pod: Any) -> str | None:
-    """The `nvidia.com/vgpu-mode` annotation, None when absent or blank."""
+    """The `nvidia.com/vgpu-mode` annotation as written, None only when absent (an empty value is kept: HAMi's
+    `checkType` applies its substring rule to it, so it allows no mode)."""
     annotations = _get(_get(pod, "metadata"), "annotations") or {}
     value = annotations.get(VGPU_MODE) if isinstance(annotations, Mapping) else None
-    return value if isinstance(value, str) and value.strip() else None
+    return value if isinstance(value, str) else None
 
 
 def mode_allows(requested: str | None, node_mode: str) -> bool:
-    """HAMi's rule: the annotation must contain the GPU's mode as a substring; absent = any mode."""
+    """HAMi's rule (`checkType`): the annotation must contain the GPU's mode as a substring; absent = any mode."""
     return requested is None or node_mode in requested
 
 

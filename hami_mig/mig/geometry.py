@@ -71,6 +71,7 @@ class DeviceConfig:
     default_memory: int = 0
     default_cores: int = 0
     default_gpu_num: int = 1
+    memory_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class ResolvedGeometry:
 
 _KNOWN_KEYS = {
     "resourceCountName", "resourceMemoryName", "resourceMemoryPercentageName", "resourceCoreName",
-    "deviceSplitCount", "defaultMemory", "defaultCores", "defaultGPUNum", "knownMigGeometries",
+    "deviceSplitCount", "defaultMemory", "defaultCores", "defaultGPUNum", "knownMigGeometries", "memoryFactor",
 }
 
 
@@ -204,6 +205,7 @@ def parse_device_config(text: str, source: str = "device-config.yaml") -> Device
         default_memory=_int(section.get("defaultMemory", 0) or 0, "nvidia.defaultMemory", 0),
         default_cores=_int(section.get("defaultCores", 0) or 0, "nvidia.defaultCores", 0),
         default_gpu_num=_int(section.get("defaultGPUNum", 1), "nvidia.defaultGPUNum", 1),
+        memory_factor=max(_int(section.get("memoryFactor", 1) or 1, "nvidia.memoryFactor", 0), 1),
     )
 
 

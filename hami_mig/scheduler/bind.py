@@ -26,7 +26,7 @@ from hami_mig.kube.annotations import (
 from hami_mig.kube.errors import ApiConflict, ApiError
 from hami_mig.scheduler import objects as o
 from hami_mig.scheduler.api import SchedulerApi, label_value_ok
-from hami_mig.scheduler.fit import ContainerRequests, PodRequestError, plan_pod, pod_devices, pod_requests
+from hami_mig.scheduler.fit import ContainerRequests, NoFitError, PodRequestError, bind_devices, pod_requests
 from hami_mig.scheduler.lock import LockBusy, NodeLocker
 from hami_mig.scheduler.nodeview import build_view
 from hami_mig.scheduler.planning import NodePlanner
@@ -75,6 +75,12 @@ class Binder:
             requests = pod_requests(pod, self.planner.config.names)
         except PodRequestError as exc:
             raise BindError(f"{where}: {exc}") from None
+        if not requests:  # no GPU: nothing to lock or record, nothing will ever release a lock
+            try:
+                self.api.create_binding(ns, name, o.uid(pod), node)
+            except ApiError as exc:
+                raise BindError(f"{where}: {exc}") from None
+            return ""
         with self._node_mutex(node):  # one bind per node per process; the API lock orders the rest
             try:
                 taken = self.locker.acquire(node, ns, name)
@@ -100,10 +106,10 @@ class Binder:
         except ApiError as exc:
             raise BindError(f"{where}: {exc}") from None
         view = build_view(node_obj, pods, self.planner, self.planner.config.names)
-        plan = plan_pod(view, requests, self.planner)
-        if not plan.fits:
-            raise BindError(f"{where}: no longer fits: {plan.reason}")
-        devices = encode_pod_devices(pod_devices(pod, plan, view, self.planner))
+        try:
+            devices = encode_pod_devices(bind_devices(pod, view, requests, self.planner))
+        except NoFitError as exc:
+            raise BindError(f"{where}: no longer fits: {exc}") from None
         now = encode_unix_time(self._clock())
         annotations: dict[str, str | None] = {
             DEVICES_TO_ALLOCATE: devices, DEVICES_ALLOCATED: devices, VGPU_NODE: node,

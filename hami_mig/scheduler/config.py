@@ -19,13 +19,7 @@ DEFAULT_SCHEDULER_NAME = "hami-scheduler"
 
 def resource_names(config: DeviceConfig) -> ResourceNames:
     """The resource names (and default GPU count) a device config sets."""
-    return ResourceNames(
-        count=config.resource_count_name,
-        memory=config.resource_memory_name,
-        memory_percentage=config.resource_memory_percentage_name,
-        cores=config.resource_core_name,
-        default_gpu_num=config.default_gpu_num,
-    )
+    return ResourceNames.of(config)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from hami_mig.scheduler import objects as o
 from hami_mig.scheduler.bind import Binder, BindError
 from hami_mig.scheduler.config import SchedulerConfig
 from hami_mig.scheduler.fit import NodeFit, PodRequestError, Query, fit, pod_requests
+from hami_mig.scheduler.gpu_filters import gpu_filter
+from hami_mig.scheduler.hami_node import pod_policy
 from hami_mig.scheduler.nodeview import NodeView
 from hami_mig.scheduler.planning import NodePlanner
 from hami_mig.scheduler.protocol import ExtenderArgs, filter_result, parse_binding_args, parse_extender_args
@@ -55,7 +57,8 @@ class Extender:
 
     def fits(self, args: ExtenderArgs) -> tuple[dict[str, NodeFit], dict[str, NodeView | None]]:
         """Per node: does the pod fit (raises PodRequestError, ApiError)."""
-        query = Query(pod_requests(args.pod, self.config.names), self.planner)
+        query = Query(pod_requests(args.pod, self.config.names), self.planner, pod_policy(args.pod),
+                      gpu_filter(o.annotations_of(args.pod)))
         snapshot = self.source.snapshot()
         if args.nodes is None and any(n not in snapshot.nodes for n in args.names):
             snapshot = self.source.snapshot(fresh=True)
@@ -67,6 +70,8 @@ class Extender:
     def filter(self, doc: Any) -> dict[str, Any]:
         args = parse_extender_args(doc)
         try:
+            if not pod_requests(args.pod, self.config.names):  # HAMi's Filter: no device asked, every node passes
+                return filter_result(args, args.names, {}, {})
             fits, _ = self.fits(args)
         except PodRequestError as exc:
             reason = f"pod {o.key(args.pod)}: {exc}"

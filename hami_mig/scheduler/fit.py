@@ -8,17 +8,19 @@ a few milliseconds; tests check the two agree, verdicts and reasons.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from hami_mig.errors import InputError
+from hami_mig.errors import HamiMigError, InputError
 from hami_mig.kube.annotations import MODE_MIG, VGPU_MODE, ContainerDevice, PodDevices
 from hami_mig.kube.resources import ResourceNames, container_request, gpu_containers, pod_containers, pod_vgpu_mode
 from hami_mig.mig.plan import Allocation, Decision
 from hami_mig.mig.planner import Candidate, apply_decision, core_share
 from hami_mig.mig.request import Request
 from hami_mig.mig.state import GpuState
+from hami_mig.scheduler import hami_node
 from hami_mig.scheduler import objects as o
+from hami_mig.scheduler.gpu_filters import gpu_allowed, gpu_filter
 from hami_mig.scheduler.nodeview import NodeView
 from hami_mig.scheduler.planning import GpuAnswer, NodePlanner, Signature, signature, take
 
@@ -28,6 +30,10 @@ ContainerRequests = tuple[tuple[int, Request], ...]
 
 class PodRequestError(InputError):
     """The pod's GPU request can never be served (bad value, or a vgpu-mode without mig)."""
+
+
+class NoFreeSlotName(HamiMigError):
+    """Every slot of the planned profile in that geometry is named by a live pod: the plan is not written."""
 
 
 def pod_requests(pod: o.Obj, names: ResourceNames) -> ContainerRequests:
@@ -58,9 +64,12 @@ def _plural(n: int) -> str:
 class Query:
     """One pod's GPU containers, prepared once per filter call and asked of every node."""
 
-    def __init__(self, requests: ContainerRequests, planner: NodePlanner) -> None:
+    def __init__(self, requests: ContainerRequests, planner: NodePlanner, gpu_policy: str = "spread",
+                 gpu_filter: Mapping[str, str] | None = None) -> None:
         self.requests = requests
         self.planner = planner
+        self.gpu_policy = gpu_policy  # HAMi's GPU order, on nodes its device plugin runs
+        self.gpu_filter = dict(gpu_filter or {})  # HAMi's use-/nouse-gputype and -gpuuuid annotations
         self.steps: list[tuple[int, Request, Request, dict[tuple[int, str, Signature], GpuAnswer]]] = []
         for index, request in requests:
             one = replace(request, count=1) if request.count != 1 else request
@@ -82,10 +91,39 @@ def fit(view: NodeView, requests: ContainerRequests | Query, planner: NodePlanne
     query = requests if isinstance(requests, Query) else Query(requests, planner)
     if view.problem:
         return NodeFit(view.name, False, view.problem, permanent=True)
+    view = allowed_view(view, query.gpu_filter)
+    if view.problem:
+        return NodeFit(view.name, False, view.problem, permanent=True)
+    if view.hami is not None:
+        result = hami_node.plan(view.hami, query.requests, query.gpu_policy)
+        if result.fits:
+            return NodeFit(view.name, True)
+        idle = hami_node.plan([g.idle() for g in view.hami], query.requests, query.gpu_policy)
+        return NodeFit(view.name, False, result.reason, permanent=not idle.fits)
     fits, reason = walk(list(view.gpus), list(view.signatures), query)
     if fits:
         return NodeFit(view.name, True)
     return NodeFit(view.name, False, reason, permanent=not query.fits_idle(view))
+
+
+def allowed_view(view: NodeView, annotations: Mapping[str, str]) -> NodeView:
+    """The view with only the GPUs the pod's HAMi GPU filter annotations allow (the view itself without any)."""
+    if not annotations:
+        return view
+    if view.hami is not None:
+        hami = tuple(g for g in view.hami if gpu_allowed(annotations, g.uuid, g.type))
+        if not hami:
+            return replace(view, problem=_filtered_out(annotations))
+        return replace(view, hami=hami)
+    keep = [i for i, g in enumerate(view.gpus) if gpu_allowed(annotations, g.uuid, view.gpu_types.get(g.uuid, ""))]
+    if not keep:
+        return replace(view, problem=_filtered_out(annotations))
+    return replace(view, gpus=tuple(view.gpus[i] for i in keep), signatures=tuple(view.signatures[i] for i in keep))
+
+
+def _filtered_out(annotations: Mapping[str, str]) -> str:
+    given = ", ".join(f"{k}={v!r}" for k, v in annotations.items())
+    return f"no GPU of this node passes the pod's {given}"
 
 
 def walk(gpus: list[GpuState], sigs: list[Signature], query: Query) -> tuple[bool, str]:
@@ -158,7 +196,8 @@ def _device(a: Allocation, gpu: GpuState, planner: NodePlanner, taken: set[tuple
     The planner names the first free slot of the profile counting in-use instances by profile, which
     can repeat the name another live pod holds (its instance sits elsewhere). Slots of one profile in
     one geometry are interchangeable for the agent (`plan_slot` realizes the profile), so the entry
-    takes the lowest such slot no live pod names: two pods never carry the same `GPU-x[g-s]`.
+    takes the lowest such slot no live pod names: two pods never carry the same `GPU-x[g-s]`, and when
+    every such name is taken, nothing is written (NoFreeSlotName).
     """
     profile = gpu.model.profile(a.profile)
     cores = core_share(profile, gpu.model)
@@ -167,9 +206,13 @@ def _device(a: Allocation, gpu: GpuState, planner: NodePlanner, taken: set[tuple
     slot = a.slot
     geo = next((g for g in planner.geometries(gpu).geometries if g.index == a.geometry_index), None)
     if geo is not None:
-        if (a.gpu_uuid, a.geometry_index, slot) in taken:
-            slot = next((s.index for s in geo.slots if s.profile.name == a.profile
-                         and (a.gpu_uuid, a.geometry_index, s.index) not in taken), slot)
+        if (a.gpu_uuid, a.geometry_index, a.slot) in taken:
+            free = next((s.index for s in geo.slots if s.profile.name == a.profile
+                         and (a.gpu_uuid, a.geometry_index, s.index) not in taken), None)
+            if free is None:
+                raise NoFreeSlotName(f"every {a.profile} slot of geometry {a.geometry_index} on GPU {gpu.index} is "
+                                     "named by a live pod")
+            slot = free
         if geo.slots[slot].core:
             cores = geo.slots[slot].core
     taken.add((a.gpu_uuid, a.geometry_index, slot))
@@ -189,6 +232,31 @@ def pod_devices(pod: o.Obj, plan: PodPlan, view: NodeView, planner: NodePlanner)
             continue
         entries.append(tuple(_device(a, by_uuid[a.gpu_uuid], planner, taken) for a in decision.allocations))
     return tuple(entries)
+
+
+def bind_devices(pod: o.Obj, view: NodeView, requests: ContainerRequests, planner: NodePlanner) -> PodDevices:
+    """What the bind writes for the pod on this node, planned by the node's kind; NoFitError says why not."""
+    if view.problem:
+        raise NoFitError(view.problem)
+    view = allowed_view(view, gpu_filter(o.annotations_of(pod)))
+    if view.problem:
+        raise NoFitError(view.problem)
+    if view.hami is not None:
+        result = hami_node.plan(view.hami, requests, hami_node.pod_policy(pod))
+        if not result.fits or result.devices is None:
+            raise NoFitError(result.reason)
+        return tuple(result.devices.get(c.index, ()) for c in pod_containers(pod))
+    plan = plan_pod(view, requests, planner)
+    if not plan.fits:
+        raise NoFitError(plan.reason)
+    try:
+        return pod_devices(pod, plan, view, planner)
+    except NoFreeSlotName as exc:
+        raise NoFitError(str(exc)) from None
+
+
+class NoFitError(HamiMigError):
+    """The pod does not fit the node (any more); the message says why."""
 
 
 def fit_all(views: Sequence[NodeView], requests: ContainerRequests, planner: NodePlanner) -> list[NodeFit]:

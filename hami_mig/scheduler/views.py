@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from hami_mig.agent.records import INSTANCES_ANNOTATION
-from hami_mig.kube.annotations import BIND_PHASE, DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, NODE_REGISTER
+from hami_mig.kube.annotations import BIND_PHASE, DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, HAMI_MIG_GPUS, NODE_REGISTER
 from hami_mig.kube.resources import ResourceNames
 from hami_mig.scheduler import objects as o
 from hami_mig.scheduler.nodeview import NodeView, build_view
@@ -27,6 +27,11 @@ def pod_key(pod: o.Obj) -> PodKey:
             ann.get(INSTANCES_ANNOTATION, ""), repr(o.spec(pod)) if ann.get(BIND_PHASE) is None else "")
 
 
+def _agent(node: o.Obj) -> bool:
+    """Which agent runs the node (hami-mig's or HAMi's) decides how it is planned: part of the cache key."""
+    return HAMI_MIG_GPUS in o.annotations_of(node)
+
+
 class ViewCache:
     def __init__(self, planner: NodePlanner, names: ResourceNames, limit: int = 20_000) -> None:
         self.planner = planner
@@ -37,7 +42,7 @@ class ViewCache:
 
     def view(self, node: o.Obj, pods: Sequence[o.Obj], pods_key: tuple[object, ...] | None = None) -> NodeView:
         keys = pods_key if pods_key is not None else tuple(pod_key(p) for p in pods)
-        cache_key = (o.name(node), o.annotations_of(node).get(NODE_REGISTER, ""), keys)
+        cache_key = (o.name(node), o.annotations_of(node).get(NODE_REGISTER, ""), _agent(node), keys)
         hit = self._views.get(cache_key)
         if hit is not None:
             return hit
@@ -53,7 +58,8 @@ class ViewCache:
         it publishes the same GPUs)."""
         known = snapshot.nodes.get(name)
         if node is not None and known is not None and (
-                o.annotations_of(node).get(NODE_REGISTER) != o.annotations_of(known).get(NODE_REGISTER)):
+                o.annotations_of(node).get(NODE_REGISTER) != o.annotations_of(known).get(NODE_REGISTER)
+                or _agent(node) != _agent(known)):
             known = None
         if known is None:
             if node is None:

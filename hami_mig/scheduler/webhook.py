@@ -1,9 +1,12 @@
-"""Mutating admission webhook: send HAMi-style GPU pods to the hami scheduler, fill defaults, refuse bad requests.
+"""Mutating admission webhook: send GPU pods to the hami scheduler, fill defaults, refuse bad requests.
 
-A pod is redirected when a container asks for GPU memory (`nvidia.com/gpumem` or
-`nvidia.com/gpumem-percentage`) or cores, or the pod names a `nvidia.com/vgpu-mode`. Pods asking only
-for `nvidia.com/gpu` are left to the default scheduler: that resource name is shared with NVIDIA's own
-device plugin on non-MIG nodes (hami-mig's agent serves them in its standalone mode).
+HAMi's rules (`Handle` in pkg/scheduler/webhook.go and `mutateContainerResource` in
+pkg/device/nvidia/device.go, v2.9.0): a container whose limits name `nvidia.com/gpu`, or GPU memory
+or cores (then `nvidia.com/gpu: <defaultGPUNum>` is added), sends the pod to the scheduler;
+privileged containers are skipped; a pod naming another scheduler is left alone; a GPU pod that
+already has `spec.nodeName` is refused; a pod without containers is refused. hami-mig also looks at
+init containers and refuses requests that can never be served, naming the field (HAMi admits them and
+the pod stays Pending); docs/migrating-from-hami.md lists each difference.
 """
 
 from __future__ import annotations
@@ -57,6 +60,18 @@ class Verdict:
     warnings: tuple[str, ...] = field(default=())
 
 
+def _privileged(spec: Mapping[str, Any]) -> set[tuple[bool, int]]:
+    """(init, index in pod_containers' numbering) of privileged containers: HAMi's webhook skips them."""
+    out: set[tuple[bool, int]] = set()
+    inits = spec.get("initContainers") or []
+    for init, group, offset in ((True, inits, 0), (False, spec.get("containers") or [], len(inits))):
+        for i, container in enumerate(group):
+            context = container.get("securityContext") if isinstance(container, Mapping) else None
+            if isinstance(context, Mapping) and context.get("privileged") is True:
+                out.add((init, offset + i))
+    return out
+
+
 def _pointer(*parts: str | int) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
@@ -70,23 +85,30 @@ class Webhook:
     # --- the decision on one pod ----------------------------------------------------------------
     def mutate(self, pod: Mapping[str, Any]) -> Verdict:
         names = self.names
+        spec = pod.get("spec") or {}
+        if not (spec.get("containers") if isinstance(spec, Mapping) else None):
+            return Verdict(False, message="spec.containers: pod has no containers")
         try:
             containers = pod_containers(pod)
         except InputError as exc:
             return Verdict(False, message=str(exc))
-        gpu = [c for c in containers if any(c.value(n) is not None for n in names.all)]
+        privileged = _privileged(spec)
+        gpu = [c for c in containers if (c.init, c.index) not in privileged
+               and any(c.value(n) is not None for n in names.all)]
         if not gpu:
             return Verdict(True)
+        current = spec.get("schedulerName") or ""
+        if current not in ("", DEFAULT_SCHEDULER, self.config.scheduler_name):
+            return Verdict(True, warnings=(f"spec.schedulerName {current!r} kept; hami-mig's MIG planning "
+                                           f"needs {self.config.scheduler_name!r}",))
         mode = pod_vgpu_mode(pod)
         if mode is not None:
             parts = [p.strip() for p in mode.split(",")]
             unknown = [p for p in parts if p not in MODES]
             if unknown:
                 return Verdict(False, message=f"{VGPU_MODE}: {mode!r} is not valid; one mode or a comma-separated "
-                                              f"list of {', '.join(MODES)} (unknown: {', '.join(map(repr, unknown))})")
-        sized = any(c.value(n) is not None for c in gpu for n in (names.memory, names.memory_percentage, names.cores))
-        if not sized and mode is None:
-            return Verdict(True)
+                                              f"list of {', '.join(MODES)} (unknown: {', '.join(map(repr, unknown))}); "
+                                              "HAMi matches it as a substring, so this pod could never be scheduled")
         for c in gpu:
             problem = self._check(pod, c)
             if problem:
@@ -94,11 +116,10 @@ class Webhook:
         if mode is not None and MODE_MIG not in mode:
             return Verdict(True, warnings=(f"{VGPU_MODE}={mode!r} excludes mig: not sent to "
                                            f"{self.config.scheduler_name}",))
-        spec = pod.get("spec") or {}
-        current = spec.get("schedulerName") or ""
-        if current not in ("", DEFAULT_SCHEDULER, self.config.scheduler_name):
-            return Verdict(True, warnings=(f"spec.schedulerName {current!r} kept; hami-mig's MIG planning "
-                                           f"needs {self.config.scheduler_name!r}",))
+        if spec.get("nodeName"):
+            return Verdict(False, message=f"spec.nodeName: {spec['nodeName']!r} is set on a GPU pod; the pod has "
+                                          f"a node assigned, so {self.config.scheduler_name} cannot choose its MIG "
+                                          "devices (as HAMi, such a pod is refused: leave nodeName empty)")
         ops: list[dict[str, Any]] = []
         for c in gpu:
             ops += self._default_count(spec, c)

@@ -288,6 +288,7 @@ def expected_options(overrides: dict[str, Any]) -> dict[str, Any]:
         "no_events": not agent["events"],
         "no_legacy_metrics": not metrics["legacyNames"],
         "no_v29_metrics": not metrics["v29Names"],
+        "hami_register_format": agent["hamiRegisterFormat"],
     }
 
 

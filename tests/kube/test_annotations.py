@@ -22,7 +22,13 @@ from hami_mig.kube.annotations import (
     decode_unix_time,
     encode_pod_devices,
     encode_unix_time,
+    erase_next_container,
     next_pending_container,
+)
+from tests.hami_go import (
+    allocation_try_success_v29,
+    erase_next_device_type_v29,
+    get_next_device_request_v29,
 )
 
 SPEC_EXAMPLE = "GPU-x[1-1],NVIDIA,10240,28:GPU-x[1-2],NVIDIA,10240,28:;"
@@ -153,6 +159,38 @@ def test_next_pending_and_blank() -> None:
     assert next_pending_container(blank_container(after, 2)) is None
     with pytest.raises(InputError):
         blank_container(pod, 3)
+
+
+def test_erase_is_byte_for_byte_hamis() -> None:
+    # eraseNextDeviceTypeFromAnnotation (plugin/util.go, v2.9.0) decodes with DecodePodDevices, which splits on
+    # ";" and keeps the empty tail after the last ";" (util_test.go TestGetNextDeviceRequest_DeviceInRegularContainer:
+    # "After split by ";", we get ["UUID,Type,mem,cores:", ""]"), empties the first entry with devices and
+    # re-encodes every entry with EncodePodSingleDevice (each followed by ";"). Worked by hand from that code:
+    two = "GPU-a[1-1],NVIDIA,10240,28:;GPU-a[1-2],NVIDIA,10240,28:;"
+    assert erase_next_container(two) == ";GPU-a[1-2],NVIDIA,10240,28:;;"
+    assert erase_next_container(";GPU-a[1-2],NVIDIA,10240,28:;;") == ";;;;"
+    assert erase_next_container("GPU-abc123,NVIDIA,1000,30:;") == ";;"  # util_test.go's one-container value
+    assert erase_next_container("GPU-init1,NVIDIA,500,10:;;") == ";;;"  # util_test.go's init-container value
+    assert erase_next_container(";;GPU-main1,NVIDIA,2000,50:;") == ";;;;"
+    # GetNextDeviceRequest (v2.9.0 util_test.go): the index of the first entry with devices is the container's
+    for text, index in (("GPU-init1,NVIDIA,500,10:;;", 0), (";;GPU-main1,NVIDIA,2000,50:;", 2),
+                        (";GPU-a[1-2],NVIDIA,10240,28:;;", 1)):
+        assert next_pending_container(decode_pod_devices(text)) == index == get_next_device_request_v29(text)
+    assert next_pending_container(decode_pod_devices(";;")) is None  # TestGetNextDeviceRequest_NoDeviceFound
+
+
+@given(pod_devices)
+def test_erase_matches_hamis_code_on_any_value(devices: tuple[tuple[ContainerDevice, ...], ...]) -> None:
+    text = encode_pod_devices(tuple(tuple(ContainerDevice(uuid=d.uuid, memory_mib=d.memory_mib, cores=d.cores)
+                                          for d in c) for c in devices))
+    while True:
+        erased = erase_next_container(text)
+        assert erased == erase_next_device_type_v29(text)
+        done = next_pending_container(decode_pod_devices(erased)) is None
+        assert done == allocation_try_success_v29(erased)  # podAllocationTrySuccess: nothing NVIDIA left
+        if done or erased == text:
+            break
+        text = erased
 
 
 def test_bind_phase_and_times() -> None:

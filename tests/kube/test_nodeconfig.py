@@ -20,6 +20,18 @@ def test_spec_example() -> None:
     assert node_config_for(SPEC_EXAMPLE, "node-a") == NodeConfig(name="node-a", operating_mode="mig")
 
 
+def test_keys_match_without_regard_to_case_as_hamis_go_decoder() -> None:
+    # DevicePluginConfigs (pkg/device/nvidia/device.go, v2.9.0) is read with encoding/json, whose Unmarshal
+    # matches `json:"operatingmode"` etc. case-insensitively; the last of two spellings wins.
+    text = json.dumps({"nodeConfig": [{"Name": "n", "operatingMode": "hami-core", "OperatingMode": "mig",
+                                       "deviceSplitCount": 4, "filterDevices": {"UUID": ["GPU-1"], "Index": [2]},
+                                       "enableGetPreferredAllocation": True}]})
+    (entry,) = parse_node_configs(text)
+    assert (entry.name, entry.operating_mode, entry.device_split_count) == ("n", "mig", 4)
+    assert (entry.filter_uuids, entry.filter_indices) == (("GPU-1",), (2,))
+    assert node_config_for(text, "n").operating_mode == "mig"
+
+
 def test_unlisted_node_and_empty_documents_get_defaults() -> None:
     assert node_config_for(SPEC_EXAMPLE, "node-b", default_split_count=7) == NodeConfig(
         name="node-b", operating_mode="hami-core", device_split_count=7

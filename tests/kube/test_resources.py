@@ -115,8 +115,6 @@ def test_renamed_resources_from_device_config() -> None:
         ({"nvidia.com/gpu": "1.5"}, "nvidia.com/gpu", "fractional"),
         ({"nvidia.com/gpu": "500m"}, "nvidia.com/gpu", "fractional"),
         ({"nvidia.com/gpumem": "0.5"}, "nvidia.com/gpumem", "fractional"),
-        ({"nvidia.com/gpu": "0"}, "nvidia.com/gpu", "zero"),
-        ({"nvidia.com/gpumem": "0"}, "nvidia.com/gpumem", "zero"),
         ({"nvidia.com/gpu": "two"}, "nvidia.com/gpu", "not a number"),
         ({"nvidia.com/gpu": ""}, "nvidia.com/gpu", "not a number"),
         ({"nvidia.com/gpu": "1 GPU"}, "nvidia.com/gpu", "not a number"),
@@ -128,9 +126,8 @@ def test_renamed_resources_from_device_config() -> None:
         ({"nvidia.com/gpu": "1\u0660"}, "nvidia.com/gpu", "not a number"),
         ({"nvidia.com/gpumem": "8000\u200b"}, "nvidia.com/gpumem", "not a number"),
         ({"nvidia.com/gpumem": "1ki"}, "nvidia.com/gpumem", "not a number"),
-        ({"nvidia.com/gpumem": "8000", "nvidia.com/gpumem-percentage": "50"}, "nvidia.com/gpumem-percentage", "both"),
         ({"nvidia.com/gpumem-percentage": "101"}, "nvidia.com/gpumem-percentage", "over 100"),
-        ({"nvidia.com/gpucores": "150"}, "nvidia.com/gpucores", "over 100"),
+        ({"nvidia.com/gpumem-percentage": "0"}, "nvidia.com/gpumem-percentage", "zero"),
         ({"nvidia.com/gpucores": "-5"}, "nvidia.com/gpucores", "negative"),
     ],
 )
@@ -141,6 +138,33 @@ def test_every_bad_value_class_is_named(limits: dict[str, Any], key: str, words:
     assert key in message
     assert "'trainer'" in message
     assert words in message
+
+
+def test_requests_hamis_scheduler_accepts_are_read_as_it_reads_them() -> None:
+    """GenerateResourceRequests and Fit in pkg/device/nvidia/device.go (v2.9.0)."""
+    both = {"nvidia.com/gpu": "1", "nvidia.com/gpumem": "8000", "nvidia.com/gpumem-percentage": "50"}
+    assert container_request(pod(ctr(limits=both)), 0) == Request(memory_mib=8000)  # memreq wins when > 0
+    zero_mem = {"nvidia.com/gpumem": "0", "nvidia.com/gpumem-percentage": "50"}
+    assert container_request(pod(ctr(limits=zero_mem)), 0) == Request(memory_percent=50)  # Memreq == 0: percent
+    assert container_request(pod(ctr(limits={"nvidia.com/gpumem": "0"})), 0) == Request()  # mempnum = 100
+    # `if k.Coresreq > 100 { k.Coresreq = 100 }` in Fit
+    assert container_request(pod(ctr(limits={"nvidia.com/gpucores": "150"})), 0) == Request(cores=100)
+    # Nums 0: GenerateResourceRequests returns an empty request; the container asks for no GPU
+    assert container_request(pod(ctr(limits={"nvidia.com/gpu": "0", "nvidia.com/gpumem": "10"})), 0) is None
+
+
+def test_memory_factor_and_defaults_as_hami_applies_them() -> None:
+    """`memnums * MemoryFactor` (v2.8+), defaultMemory when neither memory is given, defaultCores."""
+    names = ResourceNames(memory_factor=1024, default_memory=0, default_cores=30)
+    assert container_request(pod(ctr(limits={"nvidia.com/gpumem": "10"})), 0, names) == Request(memory_mib=10240,
+                                                                                                  cores=30)
+    assert container_request(pod(ctr(limits={"nvidia.com/gpumem-percentage": "25"})), 0, names) == Request(
+        memory_percent=25, cores=30)
+    with_default = ResourceNames(default_memory=5000)
+    assert container_request(pod(ctr(limits={"nvidia.com/gpu": "1"})), 0, with_default) == Request(memory_mib=5000)
+    with pytest.raises(InputError) as info:
+        container_request(pod(ctr(limits={"nvidia.com/gpumem": "3000000"})), 0, ResourceNames(memory_factor=1024))
+    assert "memoryFactor 1024" in str(info.value)
 
 
 def test_gpucores_zero_means_no_core_filter() -> None:
@@ -154,7 +178,8 @@ def test_any_value_parses_or_raises_input_error(value: object) -> None:
     except InputError as exc:
         assert "nvidia.com/gpumem" in str(exc)
     else:
-        assert result is None or (result.memory_mib is not None and 1 <= result.memory_mib < 2**31)
+        assert (result is None) == (value is None)
+        assert result is None or result.memory_mib is None or 1 <= result.memory_mib < 2**31  # None: gpumem 0
 
 
 @given(st.integers(1, 2**31 - 1), st.sampled_from(["", "k", "Ki", "M", "Mi"]))
@@ -172,7 +197,9 @@ def test_vgpu_mode_rule() -> None:
     assert mode_allows(None, "mig")
     assert mode_allows("mig", "mig") and not mode_allows("mig", "hami-core")
     assert mode_allows("hami-core,mig", "hami-core") and mode_allows("hami-core,mig", "mig")
-    assert pod_vgpu_mode(pod(ctr(), mode="  ")) is None
+    # checkType (v2.9.0): a present annotation is matched with strings.Contains, so "" allows no mode at all
+    assert pod_vgpu_mode(pod(ctr(), mode="")) == "" and not mode_allows("", "mig")
+    assert pod_vgpu_mode(pod(ctr())) is None
     check_vgpu_mode(pod(ctr()), "mig")
     check_vgpu_mode(pod(ctr(), mode="mig"), "mig")
     with pytest.raises(InputError) as info:

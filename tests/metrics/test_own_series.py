@@ -13,6 +13,7 @@ from hami_mig.metrics import AgentStats, SnapshotCollector, build_registry
 
 from .expo import SnapshotBox, families, lines, text, values
 from .snapshots import busy_gpu, full_node, mixed_node, node
+from .test_hami_series import LEGACY, V29
 
 GPU = ("device_index", "profile", "state")
 POD_LABELS = {"podname", "podnamespace", "pod", "namespace", "containeridx", "container_index"}
@@ -84,8 +85,7 @@ def test_node_gauges_and_build_info() -> None:
 
 def test_naming_units_and_cardinality_rules() -> None:
     fams = families(build_registry(full_node, AgentStats()))
-    hami_compat = {"nodeGPUMigInstance", "hami_node_gpu_mig_instance_info", "GPUDeviceMemoryLimit",
-                   "GPUDeviceMemoryAllocated", "GPUDeviceSharedNum", "vGPUMemoryAllocated"}
+    hami_compat = {*LEGACY, *V29}
     for name, fam in fams.items():
         labels = {k for s in fam.samples for k in s.labels}
         assert not labels & {"uid", "pod_uid", "poduid", "pod_uuid"}, name  # no pod-UID label anywhere
@@ -95,7 +95,8 @@ def test_naming_units_and_cardinality_rules() -> None:
             assert name.startswith(("hami_mig_", "process_")), name
             assert re.fullmatch(r"[a-z_]+", name), name
         if labels & POD_LABELS:
-            assert name == "vGPUMemoryAllocated", name
+            assert name in ("vGPUMemoryAllocated", "vGPUCoreAllocated", "hami_vgpu_memory_allocated_bytes",
+                            "hami_vgpu_core_allocated_ratio"), name
         if {"bytes", "seconds", "ratio"} & set(name.split("_")):
             assert name.endswith(("_bytes", "_seconds", "_ratio")), name
         if fam.type == "counter":

@@ -9,6 +9,7 @@ from typing import Any
 import urllib3
 
 from hami_mig.agent.records import INSTANCES_ANNOTATION, HeldInstance, encode_records
+from hami_mig.kube.annotations import HAMI_MIG_GPUS
 from hami_mig.kube.client import KubeClient
 from hami_mig.kube.register import NodeDevice, encode_node_register
 from hami_mig.scheduler.api import SchedulerApi
@@ -30,12 +31,17 @@ def gpu_uuid(node: str, index: int) -> str:
 
 def register(node: str, gpus: int = 2, model: str = A100_40, mode: str = "mig", health: bool = True) -> str:
     return encode_node_register(
-        NodeDevice(id=gpu_uuid(node, i), index=i, count=10, devmem=40960, type=model, mode=mode, health=health)
+        NodeDevice(id=gpu_uuid(node, i), index=i, count=10, devmem=81920 if "80GB" in model else 40960, type=model,
+                   mode=mode, health=health)
         for i in range(gpus))
 
 
+AGENT = {HAMI_MIG_GPUS: "[]"}
+"""What marks a node as run by hami-mig's agent (it publishes hami-mig.io/gpus); without it HAMi's plugin runs it."""
+
+
 def node_obj(name: str, gpus: int = 2, model: str = A100_40, **annotations: str) -> dict[str, Any]:
-    ann = {"hami.io/node-nvidia-register": register(name, gpus, model), **annotations}
+    ann = {"hami.io/node-nvidia-register": register(name, gpus, model), **AGENT, **annotations}
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "annotations": ann}}
 
 

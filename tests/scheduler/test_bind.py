@@ -27,7 +27,7 @@ from hami_mig.scheduler.extender import Extender
 from hami_mig.scheduler.server import ExtenderServer
 from hami_mig.scheduler.snapshot import ApiSource
 from hami_mig.testing.apiserver import FakeApiServer, pod_manifest
-from tests.scheduler.helpers import agent_allocate, extender_on, gpu_uuid, post, register
+from tests.scheduler.helpers import AGENT, agent_allocate, extender_on, gpu_uuid, post, register
 
 NODE = "gpu-1"
 
@@ -35,7 +35,7 @@ NODE = "gpu-1"
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
     with FakeApiServer() as server:
-        server.add_node(NODE, annotations={NODE_REGISTER: register(NODE, 2)})
+        server.add_node(NODE, annotations={NODE_REGISTER: register(NODE, 2), **AGENT})
         yield server
 
 
@@ -75,6 +75,17 @@ def test_filter_then_bind_over_http(api: FakeApiServer) -> None:
     assert bound["spec"]["nodeName"] == NODE
     held = lock_of(api)
     assert held is not None and held.held_by("default", "p1")  # the agent releases it after Allocate
+
+
+def test_pod_without_gpu_is_bound_without_lock_or_annotations(api: FakeApiServer) -> None:
+    """LockNode (pkg/device/nvidia/device.go, v2.9.0) locks only for a pod with a GPU request; hami-mig also writes
+    no allocation annotations for it (no agent will ever finish an allocation that is not there)."""
+    pod = api.add_pod(pod_manifest("cpu", limits={"cpu": "1"}))
+    assert extender_on(api).bind(bind_args(pod)) == {"error": ""}
+    bound = api.get_pod("default", "cpu")
+    assert bound["spec"]["nodeName"] == NODE
+    assert BIND_PHASE not in (bound["metadata"].get("annotations") or {})
+    assert lock_of(api) is None
 
 
 def test_lock_serializes_binds_until_the_agent_allocates(api: FakeApiServer) -> None:

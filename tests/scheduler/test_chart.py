@@ -254,3 +254,16 @@ def test_generated_certificate_serves_the_webhook_service_name(render: Render, t
     if shutil.which("openssl"):
         check = subprocess.run(["openssl", "verify", "-CAfile", str(ca), str(cert)], capture_output=True, text=True)
         assert check.returncode == 0, check.stderr
+
+
+def test_register_format_value_becomes_the_agents_flag(render: Render) -> None:
+    """agent.hamiRegisterFormat: json (the default) adds nothing; legacy reaches the agent, whose parser takes it."""
+    from hami_mig.cli import build_parser
+    from hami_mig.cli.device_plugin import build_config
+    from tests.deploy.chartutil import args_of
+
+    assert "--hami-register-format" not in args_of(render())
+    flag = args_of(render({"agent": {"hamiRegisterFormat": "legacy"}}))["--hami-register-format"]
+    assert flag == "legacy"
+    args = build_parser().parse_args(["device-plugin", "--node-name", "n", f"--hami-register-format={flag}"])
+    assert build_config(args).register_format == "legacy"

@@ -15,7 +15,7 @@ import urllib3
 from hami_mig.cli import build_parser, main
 from hami_mig.kube.annotations import NODE_REGISTER
 from hami_mig.testing.apiserver import FakeApiServer, pod_manifest
-from tests.scheduler.helpers import post, register
+from tests.scheduler.helpers import AGENT, post, register
 
 
 def free_port() -> int:
@@ -27,7 +27,7 @@ def free_port() -> int:
 
 def test_scheduler_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     with FakeApiServer() as api:
-        api.add_node("gpu-1", annotations={NODE_REGISTER: register("gpu-1", 1)})
+        api.add_node("gpu-1", annotations={NODE_REGISTER: register("gpu-1", 1), **AGENT})
         pod = api.add_pod(pod_manifest("p", limits={"nvidia.com/gpumem": "1000"}))
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         port = free_port()

@@ -79,7 +79,8 @@ def test_webhook_filter_bind_allocate(cluster: SimCluster, server: ExtenderServe
     assert admitted.ok, admitted.error
     ann = cluster.api.get_pod("default", "train")["metadata"]["annotations"]
     assert ann[BIND_PHASE] == "success"
-    assert ann[DEVICES_TO_ALLOCATE] == ";" and ann[DEVICES_ALLOCATED] == chosen
+    # eraseNextDeviceTypeFromAnnotation (plugin/util.go, v2.9.0) leaves ";;" for a one-container value "X:;"
+    assert ann[DEVICES_TO_ALLOCATE] == ";;" and ann[DEVICES_ALLOCATED] == chosen
     held = json.loads(ann[INSTANCES_ANNOTATION])["0"][0]
     assert held["profile"] == "2g.20gb" and held["gpu"] == gpu0
     assert mig_instances(cluster)[admitted.devices[0]] == ("2g.20gb", held["start"])
@@ -118,3 +119,45 @@ def test_agent_releases_the_node_lock_after_allocate(cluster: SimCluster, server
     assert NODE_LOCK in cluster.api.get_node(NODE)["metadata"]["annotations"]
     assert cluster.admit("p").ok
     assert NODE_LOCK not in cluster.api.get_node(NODE)["metadata"]["annotations"]
+
+
+def test_node_lock_is_kept_until_the_pods_last_container_is_allocated(cluster: SimCluster,
+                                                                       server: ExtenderServer) -> None:
+    """podAllocationTrySuccess (plugin/util.go, v2.9.0): the lock goes, with bind-phase success, only once the
+    refreshed to-allocate annotation names no NVIDIA device, i.e. after the pod's last GPU container."""
+    manifest = pod_manifest("two", limits={"nvidia.com/gpumem": "8000", "nvidia.com/gpu": "1"})
+    manifest["spec"]["containers"].append({"name": "second", "image": "busybox", "resources": {
+        "limits": {"nvidia.com/gpumem": "8000", "nvidia.com/gpu": "1"}}})
+    schedule(cluster, server, cluster.api.add_pod(manifest))
+    assert cluster.admit("two", count=1).ok  # the kubelet's Allocate for container 0
+    ann = cluster.api.get_pod("default", "two")["metadata"]["annotations"]
+    assert ann[BIND_PHASE] == "allocating"
+    assert NODE_LOCK in cluster.api.get_node(NODE)["metadata"]["annotations"]  # HAMi may not bind the next pod yet
+    assert cluster.admit("two", count=1).ok  # container 1
+    ann = cluster.api.get_pod("default", "two")["metadata"]["annotations"]
+    assert ann[BIND_PHASE] == "success" and ann[DEVICES_TO_ALLOCATE] == ";;;;"  # ";" per entry, as HAMi erases
+    assert NODE_LOCK not in cluster.api.get_node(NODE)["metadata"]["annotations"]
+
+
+def test_hami_series_are_computed_from_the_pods_allocation_records(cluster: SimCluster,
+                                                                   server: ExtenderServer) -> None:
+    """Collect (cmd/scheduler/metrics.go, v2.9.0) sums what vgpu-devices-allocated gives each device; its slot
+    series exist only while a slot is held. The agent's scrape says the same."""
+    from hami_mig.metrics import build_registry
+    from tests.metrics.expo import values
+
+    schedule(cluster, server, create_through_webhook(cluster, server, "train", 15000))
+    assert cluster.admit("train").ok
+    gpu0 = cluster.backend.devices()[0].uuid
+    reg = build_registry(cluster.agent.snapshot, process=False)  # type: ignore[union-attr]
+    assert values(reg, "vGPUMemoryAllocated", "podname", "containeridx", "deviceuuid") == {
+        ("train", "0", f"{gpu0}[1-1]"): float(19968 * 2**20)}
+    assert values(reg, "vGPUCoreAllocated", "deviceuuid") == {(f"{gpu0}[1-1]",): 28.0}
+    assert values(reg, "GPUDeviceMemoryAllocated", "deviceidx", "devicecores") == {
+        ("0", "28"): float(19968 * 2**20), ("1", "0"): 0.0}
+    assert values(reg, "hami_gpu_shared_count", "device_index") == {("0",): 1.0, ("1",): 0.0}
+    slots = values(reg, "nodeGPUMigInstance", "deviceidx", "migname")
+    assert {k for k, v in slots.items() if v == 1.0} == {("0", "2g.20gb-1")} and {k[0] for k in slots} == {"0"}
+    cluster.finish("train")
+    cluster.reconcile()
+    assert values(reg, "nodeGPUMigInstance", "deviceidx", "migname") == {}  # the last pod is gone

@@ -17,7 +17,7 @@ from hami_mig.scheduler.fit import fit, plan_pod, pod_devices, pod_requests
 from hami_mig.scheduler.nodeview import NodeView, build_view
 from hami_mig.scheduler.planning import NodePlanner, signature
 from hami_mig.scheduler.snapshot import StaticSource
-from tests.scheduler.helpers import A100_80, gpu_uuid, holding, node_obj, pod_obj, register
+from tests.scheduler.helpers import A100_80, AGENT, gpu_uuid, holding, node_obj, pod_obj, register
 
 CONFIG = SchedulerConfig()
 
@@ -41,12 +41,13 @@ def test_idle_node_fits_and_full_node_says_why() -> None:
 def test_nodes_without_mig_gpus_are_unresolvable() -> None:
     nodes: list[dict[str, Any]] = [
         {"metadata": {"name": "cpu"}},
-        {"metadata": {"name": "core", "annotations": {"hami.io/node-nvidia-register": register("core", 2,
+        {"metadata": {"name": "core", "annotations": {**AGENT, "hami.io/node-nvidia-register": register("core", 2,
                                                                                               mode="hami-core")}}},
-        {"metadata": {"name": "sick", "annotations": {"hami.io/node-nvidia-register": register("sick", 1,
+        {"metadata": {"name": "sick", "annotations": {**AGENT, "hami.io/node-nvidia-register": register("sick", 1,
                                                                                               health=False)}}},
-        {"metadata": {"name": "odd", "annotations": {"hami.io/node-nvidia-register": register("odd", 1, "Tesla T4")}}},
-        {"metadata": {"name": "junk", "annotations": {"hami.io/node-nvidia-register": "{not json"}}},
+        {"metadata": {"name": "odd", "annotations": {**AGENT, "hami.io/node-nvidia-register": register("odd", 1,
+                                                                                              "Tesla T4")}}},
+        {"metadata": {"name": "junk", "annotations": {**AGENT, "hami.io/node-nvidia-register": "{not json"}}},
     ]
     out = filter_(nodes, [], pod_obj("p", {"nvidia.com/gpumem": 1000}))
     assert out["nodenames"] == []
@@ -82,8 +83,9 @@ def test_bad_request_value_names_the_field() -> None:
 
 
 def test_pod_without_gpu_request_fits_everywhere() -> None:
+    # Filter (pkg/scheduler/scheduler.go, v2.9.0): resourceReqTotal == 0 returns args.NodeNames, FailedNodes nil
     out = filter_([node_obj("a"), {"metadata": {"name": "cpu"}}], [], pod_obj("p"))
-    assert out["nodenames"] == ["a"] and "cpu" in out["failedNodes"]  # no register: still not a GPU node
+    assert out["nodenames"] == ["a", "cpu"] and out["failedNodes"] == {}
 
 
 def reserve(name: str, node: str, devices: str, *, phase: str = "allocating", bound: bool = True) -> dict[str, Any]:

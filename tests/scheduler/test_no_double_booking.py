@@ -23,7 +23,7 @@ from hami_mig.scheduler.config import SchedulerConfig
 from hami_mig.scheduler.nodeview import build_view
 from hami_mig.scheduler.planning import NodePlanner
 from hami_mig.testing.apiserver import FakeApiServer, pod_manifest
-from tests.scheduler.helpers import A100_80, agent_allocate, extender_on, register
+from tests.scheduler.helpers import A100_80, AGENT, agent_allocate, extender_on, register
 
 NODES = {"n40": (2, "NVIDIA A100-SXM4-40GB"), "n80": (1, A100_80)}
 
@@ -60,7 +60,7 @@ def test_random_filter_bind_allocate_exit_sequences_never_double_book(ops: list[
     counter = itertools.count()
     with FakeApiServer() as api:
         for name, (gpus, model) in NODES.items():
-            api.add_node(name, annotations={NODE_REGISTER: register(name, gpus, model)})
+            api.add_node(name, annotations={NODE_REGISTER: register(name, gpus, model), **AGENT})
         extender = extender_on(api, config)
         for op in ops:
             if op[0] == "pod":

@@ -58,12 +58,45 @@ def test_percentage_and_mode_pods_are_redirected_and_counts_kept() -> None:
     assert after["spec"]["schedulerName"] == "hami-scheduler" and limits(after) == {"nvidia.com/gpu": "1"}
 
 
-def test_pods_without_gpu_resources_or_with_only_a_gpu_count_are_unchanged() -> None:
-    for pod in (pod_obj("cpu"), pod_obj("cpu", {"cpu": "1"}), pod_obj("whole", {"nvidia.com/gpu": 1}),
+def test_pods_without_gpu_resources_are_unchanged() -> None:
+    for pod in (pod_obj("cpu"), pod_obj("cpu", {"cpu": "1"}),
                 pod_obj("cpu", {"cpu": "1"}, annotations={"nvidia.com/vgpu-mode": "mig"})):
         response, after = admit(pod)
         assert response == {"uid": "req-1", "allowed": True}
         assert after is pod
+
+
+def test_a_gpu_count_alone_is_sent_to_the_scheduler() -> None:
+    # mutateContainerResource (pkg/device/nvidia/device.go, v2.9.0): `resourceNameOK` alone makes hasResource true,
+    # and Handle (pkg/scheduler/webhook.go) then sets pod.Spec.SchedulerName.
+    response, after = admit(pod_obj("whole", {"nvidia.com/gpu": 1}))
+    assert response["allowed"] and after["spec"]["schedulerName"] == "hami-scheduler"
+    assert limits(after) == {"nvidia.com/gpu": "1"}
+
+
+def test_gpu_pod_with_a_node_assigned_is_refused() -> None:
+    # Handle (pkg/scheduler/webhook.go, v2.9.0): `return admission.Denied("pod has node assigned")`; TestPodHasNodeName
+    pod = pod_obj("pinned", {"nvidia.com/gpumem": 1000}, node="gpu-node-1")
+    response, _ = admit(pod)
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith("spec.nodeName: 'gpu-node-1'")
+    assert "pod has a node assigned" in response["status"]["message"]
+    assert admit(pod_obj("cpu", {"cpu": "1"}, node="gpu-node-1"))[0]["allowed"]  # not a GPU pod: untouched
+
+
+def test_privileged_containers_are_skipped_and_a_pod_needs_containers() -> None:
+    # Handle (v2.9.0): a privileged container is skipped (`continue`) before MutateAdmission
+    pod = pod_obj("p", containers=[{"name": "priv", "securityContext": {"privileged": True},
+                                    "resources": {"limits": {"nvidia.com/gpumem": "1000"}}}])
+    response, after = admit(pod)
+    assert response == {"uid": "req-1", "allowed": True} and after is pod
+    pod["spec"]["containers"].append({"name": "main", "resources": {"limits": {"nvidia.com/gpumem": "1000"}}})
+    _, after = admit(pod)
+    assert "nvidia.com/gpu" not in after["spec"]["containers"][0]["resources"]["limits"]
+    assert after["spec"]["containers"][1]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # Handle (v2.9.0): `admission.Denied("pod has no containers")`; TestEmptyContainersDenied
+    response, _ = admit(pod_obj("empty", containers=[]))
+    assert response["allowed"] is False and "pod has no containers" in response["status"]["message"]
 
 
 def test_every_gpu_container_gets_the_default_including_init_and_requests_only() -> None:
@@ -91,16 +124,14 @@ def test_default_count_follows_the_device_config() -> None:
 
 
 @pytest.mark.parametrize(("resources", "annotations", "field", "words"), [
-    ({"nvidia.com/gpumem": "0"}, {}, "nvidia.com/gpumem (container 'main')", "zero"),
     ({"nvidia.com/gpumem": "-5"}, {}, "nvidia.com/gpumem (container 'main')", "negative"),
     ({"nvidia.com/gpumem": "lots"}, {}, "nvidia.com/gpumem (container 'main')", "not a number"),
     ({"nvidia.com/gpumem-percentage": "150"}, {}, "nvidia.com/gpumem-percentage (container 'main')", "over 100"),
     ({"nvidia.com/gpumem": "300000"}, {}, "nvidia.com/gpumem (container 'main')", "largest MIG instance"),
-    ({"nvidia.com/gpumem": "1000", "nvidia.com/gpumem-percentage": "10"}, {},
-     "nvidia.com/gpumem-percentage (container 'main')", "not both"),
     ({"nvidia.com/gpumem": "1000"}, {"nvidia.com/vgpu-mode": "turbo"}, "nvidia.com/vgpu-mode", "unknown: 'turbo'"),
     ({"nvidia.com/gpumem": "1000"}, {"nvidia.com/vgpu-mode": "mig,,"}, "nvidia.com/vgpu-mode", "unknown: ''"),
-    ({"nvidia.com/gpu": "0", "nvidia.com/gpumem": "10"}, {}, "nvidia.com/gpu (container 'main')", "zero"),
+    # checkType (v2.9.0): strings.Contains("", "mig") is false, so an empty vgpu-mode fits no GPU anywhere
+    ({"nvidia.com/gpumem": "1000"}, {"nvidia.com/vgpu-mode": ""}, "nvidia.com/vgpu-mode", "unknown: ''"),
 ])
 def test_invalid_requests_are_rejected_naming_the_field(resources: dict[str, str], annotations: dict[str, str],
                                                         field: str, words: str) -> None:
@@ -109,6 +140,17 @@ def test_invalid_requests_are_rejected_naming_the_field(resources: dict[str, str
     message = response["status"]["message"]
     assert message.startswith(field) and words in message, message
     assert response["status"]["code"] == 400 and "patch" not in response
+
+
+def test_requests_hamis_scheduler_accepts_are_admitted() -> None:
+    # GenerateResourceRequests / Fit (pkg/device/nvidia/device.go, v2.9.0): gpumem wins over the percentage,
+    # gpucores over 100 is clamped, a gpumem of 0 means the whole GPU, a count of 0 asks for nothing.
+    for resources in ({"nvidia.com/gpumem": "1000", "nvidia.com/gpumem-percentage": "10"},
+                      {"nvidia.com/gpumem": "1000", "nvidia.com/gpucores": "150"},
+                      {"nvidia.com/gpumem": "0"}, {"nvidia.com/gpu": "0", "nvidia.com/gpumem": "10"}):
+        response, after = admit(pod_obj("p", resources))
+        assert response["allowed"], (resources, response)
+        assert after["spec"]["schedulerName"] == "hami-scheduler"
 
 
 def test_largest_profile_follows_the_configured_geometries() -> None:
@@ -155,7 +197,7 @@ def server() -> Iterator[ExtenderServer]:
 def test_webhook_over_http(server: ExtenderServer) -> None:
     status, out = post(server.url + "/webhook", review(pod_obj("p", {"nvidia.com/gpumem": 8000})))
     assert status == 200 and out["response"]["allowed"] is True and out["response"]["patchType"] == "JSONPatch"
-    status, out = post(server.url + "/webhook", review(pod_obj("p", {"nvidia.com/gpumem": "0"})))
+    status, out = post(server.url + "/webhook", review(pod_obj("p", {"nvidia.com/gpumem": "-5"})))
     assert status == 200 and out["response"]["allowed"] is False
     status, out = post(server.url + "/webhook", review("not a pod"))  # type: ignore[arg-type]
     assert status == 400 and "request.object" in out["error"]
