@@ -59,7 +59,8 @@ def run_settings(scenario: Scenario, base: AgentConfig, settings: Sequence[Setti
     summaries: list[Summary] = []
     for n, s in enumerate(settings, 1):
         label = f"{s.policy} / {s.geometries}"
-        say(f"\n{'=' * 16} run {n} of {len(settings)}: {s.flags} ({s.name}) {'=' * 16}")
+        title = f"run {n} of {len(settings)}: {s.flags} ({s.name})" if len(settings) > 1 else s.flags
+        say(f"\n{'=' * 16} {title} {'=' * 16}")
         config = replace(base, policy=s.policy, geometries=s.geometries)
         last = n == len(settings)
         summaries.append(run_scenario(scenario, config, say, sim_gpus=sim_gpus, label=label,

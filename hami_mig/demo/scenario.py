@@ -54,7 +54,7 @@ steps:
     its model; --geometries any may carve the instance beside the pods already running
 - submit: embed
   gpumem: 15000
-- note: a pod that names no memory asks for a whole GPU (7g.80gb); only a GPU with nothing in use can host it
+- note: a pod that names no memory asks for a whole GPU (7g.80gb); only an idle GPU can host it
 - submit: whole
   gpu: 1
 - note: half a GPU (a 3g.40gb) while the node is busy; a refusal names what is in the way
