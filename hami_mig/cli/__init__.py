@@ -81,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except (OSError, ValueError) as exc:  # last line of defence: one line, never a traceback
+    except OSError as exc:  # last line of defence, one line: the machine (a file, a socket, a device)
+        print(f"hami-mig {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValueError as exc:  # InputError included: bad input named by the layer that found it
         print(f"hami-mig {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # a bug or an unexpected library error: one line, the traceback at debug level

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
+import ssl
 import threading
 from datetime import timedelta
 from types import FrameType
@@ -80,6 +82,10 @@ def build_config(args: argparse.Namespace) -> SchedulerConfig:
 def run(args: argparse.Namespace) -> int:
     if (args.cert is None) != (args.key is None):
         raise CliError("--cert and --key go together")
+    for flag, path in (("--cert", args.cert), ("--key", args.key)):  # bad input, before any connection
+        if path is not None and not os.access(path, os.R_OK):
+            why = "permission denied" if os.path.exists(path) else "no such file"
+            raise CliError(f"{flag} {path!r}: cannot read: {why}")
     config = build_config(args)
     try:
         kube = KubeClient.from_environment(args.kubeconfig, component=config.scheduler_name)
@@ -94,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     extender = Extender(config, source, binder, planner)
     try:
         server = ExtenderServer(extender, host=args.host, port=args.port, cert=args.cert, key=args.key)
+    except ssl.SSLError as exc:  # the files are there but are no PEM certificate and key that match
+        raise CliError(f"--cert/--key: not a usable certificate and key: {exc.reason or exc}") from None
     except OSError as exc:
         raise CliError(cannot_listen("--port", args.host, args.port, exc), EXIT_FAILURE) from None
     stop = threading.Event()
