@@ -13,13 +13,16 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
-# System tools some tests use (Prometheus' promtool and server). Installed when we can;
-# the tests that need them say clearly why they skip when they could not be installed.
+# System tools some tests use (Prometheus' promtool and server). Installed when we can (as root); without them
+# their tests fail, naming the package (see HAMI_MIG_STRICT_SKIPS below).
 if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
-    >/tmp/hami-mig-apt.log 2>&1 || echo "note: could not install prometheus (see /tmp/hami-mig-apt.log); its tests will skip"
+    >/tmp/hami-mig-apt.log 2>&1 || echo "note: could not install prometheus (see /tmp/hami-mig-apt.log); its tests fail unless HAMI_MIG_STRICT_SKIPS=0"
 fi
 
 echo "== ruff"; .venv/bin/ruff check hami_mig tests benchmarks
 echo "== mypy"; .venv/bin/mypy hami_mig
-echo "== pytest"; .venv/bin/python -m pytest "$@"
+# A skipped test is a failed one unless it needs a real GPU (marker `gpu`): a missing tool or a module that
+# does not import cannot hide a test. The run ends with the list of what was skipped and why.
+# HAMI_MIG_STRICT_SKIPS=0 lists the skips without failing (a machine where Prometheus cannot be installed).
+echo "== pytest"; HAMI_MIG_STRICT_SKIPS=${HAMI_MIG_STRICT_SKIPS:-1} .venv/bin/python -m pytest "$@"

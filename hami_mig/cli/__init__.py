@@ -12,7 +12,8 @@ from hami_mig import __version__
 from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 
 # Subcommand modules under hami_mig.cli; each defines register(subparsers) that sets `func`.
-COMMANDS: tuple[str, ...] = ("plan", "explain", "devices", "apply", "device-plugin", "demo", "scheduler", "doctor")
+COMMANDS: tuple[str, ...] = ("plan", "explain", "check-config", "devices", "apply", "device-plugin", "demo",
+                             "scheduler", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,9 +31,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GLOBAL_OPTIONS = ("--log-level", "--version", "-h", "--help")
+
+
+def _misplaced(argv: Sequence[str]) -> str | None:
+    """Why argv is wrong before argparse's own words: an unknown option before the subcommand."""
+    for token in argv:
+        if token in COMMANDS:
+            return None
+        name = token.split("=", 1)[0]
+        if token.startswith("-") and name not in GLOBAL_OPTIONS:
+            return (f"unknown option {name}; only {', '.join(GLOBAL_OPTIONS[:2])} go before the subcommand, "
+                    f"a subcommand's own options after it (hami-mig COMMAND --help lists them)")
+    return None
+
+
+def _unrecognized(command: str, extra: Sequence[str]) -> str:
+    """One line naming the unknown flags; a global option put after the subcommand says where it goes."""
+    flags = [t for t in extra if t.startswith("-")] or list(extra)
+    misplaced = [f for f in flags if f.split("=", 1)[0] in GLOBAL_OPTIONS[:2]]
+    if misplaced:
+        return (f"{misplaced[0].split('=', 1)[0]} is a global option: put it before the subcommand, e.g. "
+                f"hami-mig {' '.join(extra)} {command} ...")
+    return (f"unknown option{'s' if len(flags) > 1 else ''} {' '.join(flags)} (hami-mig {command} --help lists "
+            "the options; global options such as --log-level go before the subcommand)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    problem = _misplaced(argv)
+    if problem is not None:
+        parser.error(problem)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        print(f"usage: hami-mig {args.command} [options] (see hami-mig {args.command} --help)", file=sys.stderr)
+        print(f"hami-mig {args.command}: error: {_unrecognized(args.command, extra)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -46,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except (OSError, ValueError) as exc:  # last line of defence: one line, never a traceback
+    except OSError as exc:  # last line of defence, one line: the machine (a file, a socket, a device)
+        print(f"hami-mig {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValueError as exc:  # InputError included: bad input named by the layer that found it
         print(f"hami-mig {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # a bug or an unexpected library error: one line, the traceback at debug level

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.core import Agent
-from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CliError
+from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CliError, cannot_listen, port
 from hami_mig.cli.devices import add_backend_args, open_backend
 from hami_mig.errors import InputError
 from hami_mig.kube.annotations import MODES
@@ -40,13 +40,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="HAMi device plugin config.json (operatingmode, filterdevices)")
     p.add_argument("--default-mode", choices=MODES, default="mig",
                    help="operating mode of a node that config.json does not list (default: mig)")
-    p.add_argument("--kubelet-dir", default=str(DEFAULT_KUBELET_DIR), help="kubelet device-plugins directory")
+    p.add_argument("--kubelet-dir", default=str(DEFAULT_KUBELET_DIR), metavar="DIR",
+                   help="kubelet device-plugins directory (default: %(default)s)")
     add_backend_args(p)
     p.add_argument("--policy", choices=POLICIES, default="hami", help="planner policy (default: hami)")
     p.add_argument("--geometries", choices=GEOMETRY_MODES, default="config",
                    help="config: only knownMigGeometries (default); any: every layout the hardware allows")
-    p.add_argument("--metrics-port", type=int, default=31993, help="port of /metrics, /healthz, /readyz (0: off)")
-    p.add_argument("--metrics-host", default="0.0.0.0", help="address the metrics endpoint binds")
+    p.add_argument("--metrics-port", type=port, default=31993, metavar="PORT",
+                   help="port of /metrics, /healthz, /readyz (default: %(default)s; 0: off)")
+    p.add_argument("--metrics-host", default="0.0.0.0", metavar="ADDRESS",
+                   help="address the metrics endpoint binds (default: %(default)s, every interface)")
     p.add_argument("--cdi", action="store_true",
                    help="answer Allocate with CDI device names (nvidia.com/gpu=MIG-<uuid>) and write a CDI spec "
                    "per instance into --cdi-dir before answering")
@@ -65,14 +68,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "config.json's gpus list sets to another mode; never resets a GPU (Ampere: change stays pending)")
     p.add_argument("--ignore-gpu-operator", action="store_true",
                    help="manage MIG even on nodes the GPU Operator's MIG manager labels (nvidia.com/mig.config ...)")
-    p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="how often the agent re-reads GPUs and pods, releases instances of finished pods and "
+                        "republishes the node (default: %(default)s; pod deletions also trigger a pass at once)")
     p.add_argument("--state-dir", default="/var/lib/hami-mig",
                    help="where the allocate journal lives, so a crash mid-Allocate leaves no orphan instance "
                         "(default /var/lib/hami-mig; a hostPath in the chart)")
     p.add_argument("--idle-release-seconds", type=float, default=0.0, metavar="SECONDS",
                    help="destroy free instances unused this long (default 0: keep them for reuse until a reshape "
                         "needs the room)")
-    p.add_argument("--allocate-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--allocate-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="longest one kubelet Allocate may take (finding the pod, reshaping, recording) before it "
+                        "fails and the kubelet retries the pod (default: %(default)s)")
     p.add_argument("--no-events", action="store_true", help="do not post Kubernetes Events on pods")
     p.add_argument("--no-legacy-metrics", action="store_true",
                    help="do not emit HAMi's camelCase series (nodeGPUMigInstance, GPUDeviceMemoryLimit, ...)")
@@ -96,6 +103,8 @@ def load_device_config(path: str | None) -> DeviceConfig:
     if path is None:
         return default_device_config()
     config = parse_device_config(_read(path, "--device-config"), path)
+    for unknown in config.unknown_keys:  # HAMi drops them silently; we say so once, and go on
+        log.warning("device-config %s: %s", path, unknown.message)
     for finding in validate_device_config(config, default_catalogue()):
         level = {"error": logging.WARNING, "warning": logging.INFO, "info": logging.DEBUG}[finding.level]
         suffix = "; this geometry is skipped" if finding.level == "error" else ""
@@ -150,13 +159,14 @@ def run(args: argparse.Namespace) -> int:
                                     legacy=not args.no_legacy_metrics, v29=not args.no_v29_metrics)
         except OSError as exc:
             backend.shutdown()
-            raise CliError(f"--metrics-port {args.metrics_port}: cannot listen: {exc.strerror or exc}",
+            raise CliError(cannot_listen("--metrics-port", args.metrics_host, args.metrics_port, exc),
                            EXIT_FAILURE) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         agent.start()
+        warn_unknown_keys(agent, config)
         settle_heap()
         log.info("hami-mig agent serving nvidia.com/gpu on node %s (%s policy, %s geometries)",
                  config.node_name, config.policy, config.geometries)
@@ -167,6 +177,14 @@ def run(args: argparse.Namespace) -> int:
             metrics.stop()
         backend.shutdown()
     return EXIT_OK
+
+
+def warn_unknown_keys(agent: Agent, config: AgentConfig) -> None:
+    """One Warning Event on the Node for the device-config's unknown keys (`kubectl describe node` shows it)."""
+    unknown = config.device_config.unknown_keys
+    if unknown:
+        agent.events.node(config.node_name, "DeviceConfigUnknownKeys",
+                          "device-config: " + "; ".join(u.message for u in unknown), "Warning")
 
 
 def settle_heap() -> None:

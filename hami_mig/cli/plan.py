@@ -8,23 +8,20 @@ from pathlib import Path
 from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_NOT_DONE, EXIT_OK, CliError, print_json, read_json_file
 from hami_mig.errors import InputError
 from hami_mig.mig.catalogue import default_catalogue
-from hami_mig.mig.geometry import (
-    DeviceConfig,
-    default_device_config,
-    parse_device_config,
-    resolve_for_gpu,
-    validate_device_config,
-)
+from hami_mig.mig.config_report import ConfigReport, check_device_config
+from hami_mig.mig.geometry import DeviceConfig, default_device_config, resolve_for_gpu
 from hami_mig.mig.node_file import parse_node
 from hami_mig.mig.plan import Decision
 from hami_mig.mig.planner import GEOMETRY_MODES, POLICIES, GeometryLookup, decide
 from hami_mig.mig.request import Request
 from hami_mig.mig.state import GpuState
+from hami_mig.mig.yamldoc import YamlSyntaxError
 
 
 def add_planning_args(p: argparse.ArgumentParser) -> None:
     """The node file, the request and the planner options that `plan` and `explain` share."""
-    p.add_argument("--node", required=True, metavar="NODE.json", help="GPUs with model and instances")
+    p.add_argument("--node", required=True, metavar="NODE.json",
+                   help="GPUs with model and instances, or `hami-mig devices --json` output; - reads standard input")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--memory", type=int, metavar="MIB", help="memory per instance in MiB (nvidia.com/gpumem)")
     size.add_argument("--memory-percentage", type=int, metavar="P",
@@ -42,13 +39,20 @@ def planning_inputs(args: argparse.Namespace) -> tuple[list[GpuState], Request, 
     """The GPUs, the request and the geometry lookup from `add_planning_args` options; bad input exits 2."""
     catalogue = default_catalogue()
     try:
-        config = load_device_config(args.device_config)
-        gpus = parse_node(read_json_file(args.node, "--node"), catalogue)
         request = Request(count=args.count, memory_mib=args.memory, memory_percent=args.memory_percentage,
                           cores=args.cores)
+    except InputError as exc:  # name the flag the user typed, not the pod resource it stands for
+        raise CliError(f"{_FLAGS.get(exc.field, exc.field)} {exc.value}: {exc.allowed}", EXIT_BAD_INPUT) from None
+    config = load_device_config(args.device_config)
+    try:
+        gpus = parse_node(read_json_file(args.node, "--node"), catalogue)
     except InputError as exc:
-        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+        raise CliError(f"--node {args.node}: {exc}", EXIT_BAD_INPUT) from None
     return gpus, request, lambda g: resolve_for_gpu(config, g.model, catalogue)
+
+
+_FLAGS = {"nvidia.com/gpu": "--count", "nvidia.com/gpumem": "--memory",
+          "nvidia.com/gpumem-percentage": "--memory-percentage", "nvidia.com/gpucores": "--cores"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,19 +63,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def load_device_config(path: str | None) -> DeviceConfig:
-    """The device-config from a file (every geometry checked; errors exit 2) or HAMi's default."""
+    """The device-config from a file (unknown keys and every geometry checked; errors exit 2) or HAMi's default."""
     if path is None:
         return default_device_config()
+    report = device_config_report(path, "--device-config")
+    if report.errors:
+        raise CliError(f"--device-config {path!r}: {report.first_error()}")
+    return report.config
+
+
+def device_config_report(path: str, flag: str) -> ConfigReport:
+    """Read and check a device-config file; unreadable or unparsable files are one line (exit 2)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise CliError(f"--device-config {path!r}: cannot read: {exc.strerror or exc}") from None
-    config = parse_device_config(text, path)
-    errors = [f for f in validate_device_config(config, default_catalogue()) if f.level == "error"]
-    if errors:
-        raise CliError(f"--device-config {path!r}: {errors[0].message}"
-                       + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
-    return config
+        raise CliError(f"{flag} {path!r}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return check_device_config(text, path, default_catalogue())
+    except YamlSyntaxError as exc:
+        raise CliError(str(exc)) from None
+    except InputError as exc:
+        raise CliError(f"{flag} {path!r}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

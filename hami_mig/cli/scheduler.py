@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
+import ssl
 import threading
 from datetime import timedelta
 from types import FrameType
 
-from hami_mig.cli.common import EXIT_FAILURE, EXIT_OK, CliError
+from hami_mig.cli.common import EXIT_FAILURE, EXIT_OK, CliError, cannot_listen, port
 from hami_mig.cli.device_plugin import load_device_config
 from hami_mig.errors import InputError
 from hami_mig.kube.client import KubeClient, KubeConfigError
@@ -43,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Serve POST /filter, /prioritize, /bind (kube-scheduler extender v1), /webhook "
                     "(AdmissionReview v1) and GET /healthz. Plans MIG instances with the node agent's planner "
                     "from the GPUs nodes publish; see docs/scheduler.md.")
-    p.add_argument("--port", type=int, required=True, help="port to listen on")
+    p.add_argument("--port", type=port, required=True, help="port to listen on")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
     p.add_argument("--cert", metavar="FILE", help="TLS certificate (PEM): serve HTTPS (the webhook needs it)")
@@ -80,8 +82,10 @@ def build_config(args: argparse.Namespace) -> SchedulerConfig:
 def run(args: argparse.Namespace) -> int:
     if (args.cert is None) != (args.key is None):
         raise CliError("--cert and --key go together")
-    if not 0 <= args.port <= 65535:
-        raise CliError(f"--port {args.port}: 0 to 65535")
+    for flag, path in (("--cert", args.cert), ("--key", args.key)):  # bad input, before any connection
+        if path is not None and not os.access(path, os.R_OK):
+            why = "permission denied" if os.path.exists(path) else "no such file"
+            raise CliError(f"{flag} {path!r}: cannot read: {why}")
     config = build_config(args)
     try:
         kube = KubeClient.from_environment(args.kubeconfig, component=config.scheduler_name)
@@ -96,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
     extender = Extender(config, source, binder, planner)
     try:
         server = ExtenderServer(extender, host=args.host, port=args.port, cert=args.cert, key=args.key)
+    except ssl.SSLError as exc:  # the files are there but are no PEM certificate and key that match
+        raise CliError(f"--cert/--key: not a usable certificate and key: {exc.reason or exc}") from None
     except OSError as exc:
-        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc}", EXIT_FAILURE) from None
+        raise CliError(cannot_listen("--port", args.host, args.port, exc), EXIT_FAILURE) from None
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -106,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     server.start()
-    log.warning("hami-mig scheduler extender serving on %s (policy %s, geometries %s, score %s)",
+    log.info("hami-mig scheduler extender serving on %s (policy %s, geometries %s, score %s)",
                 server.url, config.policy, config.geometries, config.score)
     try:
         stop.wait()

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 from hami_mig.agent.snapshot import GpuView, NodeSnapshot
 
 CELL = 11  # characters per memory slice
+WIDTH = 100  # refusal reasons are wrapped to this width, at most REASON_LINES lines
+REASON_LINES = 3
+
+LEGEND = textwrap.fill(
+    "How to read a GPU picture: one column per memory slice; a box per MIG instance with its profile and the "
+    "pod that holds it (\"free\": no pod holds it, \"busy\": processes run but no pod holds it); \"·\" an "
+    "unused slice. The header names the GPU's layout: \"HAMi geometry N\" when it is entry N of HAMi's "
+    "knownMigGeometries list for this model (--geometries config keeps every GPU inside one of those), "
+    "\"outside HAMi's geometries\" when it is none of them (only --geometries any makes such layouts), "
+    "\"no instances\" on an empty GPU. Refusal reasons are cut to 3 lines: the pod's Event has them whole, "
+    "and `hami-mig explain` shows the planner's reasoning geometry by geometry.", width=WIDTH)
 
 
 def _label(text: str, width: int) -> str:
@@ -13,7 +27,7 @@ def _label(text: str, width: int) -> str:
 
 
 def gpu_lines(gpu: GpuView) -> list[str]:
-    geometry = "any layout" if gpu.geometry_index is None else f"geometry {gpu.geometry_index}"
+    geometry = "outside HAMi's geometries" if gpu.geometry_index is None else f"HAMi geometry {gpu.geometry_index}"
     head = f"GPU {gpu.index} {gpu.name} ({gpu.memory_mib} MiB) — {geometry if gpu.instances else 'no instances'}"
     if not gpu.managed:
         return [head, f"  not managed: {gpu.reason}"]
@@ -46,3 +60,11 @@ def node_picture(snapshot: NodeSnapshot) -> str:
     for gpu in snapshot.gpus:
         lines += gpu_lines(gpu)
     return "\n".join(lines)
+
+
+def refusal_lines(reason: str, pod: str) -> list[str]:
+    """A refusal as the kubelet saw it, cut to a readable size: no pod prefix, no GPU UUIDs, 3 lines at most."""
+    text = reason.removeprefix(f"pod default/{pod}: ")
+    text = re.sub(r" \(GPU-[0-9a-fA-F-]+\)", "", text)
+    return textwrap.wrap(text, width=WIDTH, initial_indent="    refused: ", subsequent_indent=" " * 13,
+                         max_lines=REASON_LINES, placeholder=" …")

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
-
 from hami_mig.errors import InputError
+from hami_mig.mig.yamldoc import load_yaml
 
 Action = Literal["submit", "finish", "delete", "restart-agent", "restart-kubelet", "note"]
 ACTIONS: tuple[Action, ...] = ("submit", "finish", "delete", "restart-agent", "restart-kubelet", "note")
@@ -45,41 +44,46 @@ DEFAULT_SCENARIO = """
 name: two A100-80GB shared by inference and training pods
 sim_gpus: A100-SXM4-80GB:2
 steps:
-- note: small inference pods each get a 1g instance, carved on demand next to each other
+- note: two small inference pods (8-9 GB) each get a 1g.10gb instance, carved when the pod arrives
 - submit: infer-a
   gpumem: 8000
 - submit: infer-b
   gpumem: 9000
-- note: a 15 GB pod gets a 2-slice instance beside the running ones (HAMi would wait for an idle GPU)
+- note: >-
+    a 15 GB pod needs a 2g.20gb. --geometries config keeps each GPU inside one of HAMi's layouts for
+    its model; --geometries any may carve the instance beside the pods already running
 - submit: embed
   gpumem: 15000
-- note: a pod that names no memory gets the largest instance, on the GPU left empty by packing
+- note: a pod that names no memory asks for a whole GPU (7g.80gb); only an idle GPU can host it
 - submit: whole
   gpu: 1
-- note: half a GPU does not fit now; the reason says what is in the way
+- note: half a GPU (a 3g.40gb) while the node is busy; a refusal names what is in the way
 - submit: train
   gpumem-percentage: 50
 - finish: whole
-- note: the freed 7g is destroyed and a 3g.40gb carved in its place
+- note: >-
+    half a GPU again, with `whole` gone: a free instance in the way may be destroyed to make room;
+    an instance in use never is
 - submit: train-2
   gpumem-percentage: 50
-- note: requests the node can never serve are refused with a reason, and nothing is touched
+- note: requests no GPU here can serve are refused at once with the reason, and nothing is touched
 - submit: wrong-mode
   gpumem: 4000
   mode: hami-core
 - submit: huge
   gpumem: 100000
 - finish: infer-a
+- note: another small pod while infer-a's 1g.10gb is free; each policy decides whether to reuse it
 - submit: infer-c
   gpumem: 8000
 - note: the agent restarts and rebuilds its state from NVML and the pod annotations alone
 - restart-agent: {}
 - submit: infer-d
   gpumem: 4000
-- note: a freed instance of the right size is handed out again with no NVML operation
-- delete: train-2
-- submit: batch
-  gpumem: 30000
+- note: a pod that ends leaves its instance free; the next pod of that size gets it with no NVML operation
+- delete: embed
+- submit: embed-2
+  gpumem: 15000
 """
 
 
@@ -98,10 +102,7 @@ def _int(raw: Mapping[str, Any], key: str, where: str) -> int:
 
 
 def parse_scenario(text: str, source: str = "scenario") -> Scenario:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(source, "<yaml>", f"valid YAML ({exc})") from None
+    doc = load_yaml(text, source)
     if not isinstance(doc, Mapping) or not isinstance(doc.get("steps"), list):
         raise InputError(source, type(doc).__name__, "a mapping with a `steps:` list")
     steps: list[Step] = []

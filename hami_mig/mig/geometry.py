@@ -4,9 +4,8 @@ and resolving the ordered geometry list that applies to one GPU.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -21,9 +20,9 @@ from hami_mig.mig.catalogue import (
     nearest_profile,
     normalise_model_name,
 )
+from hami_mig.mig.config_keys import UnknownKey, unknown_keys
 from hami_mig.mig.layout import for_model
-
-log = logging.getLogger(__name__)
+from hami_mig.mig.yamldoc import load_yaml
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,8 @@ class DeviceConfig:
     default_cores: int = 0
     default_gpu_num: int = 1
     memory_factor: int = 1
+    # Keys HAMi does not read (a typo, most likely): offline commands refuse the file, the agent warns.
+    unknown_keys: tuple[UnknownKey, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,6 @@ class ResolvedGeometry:
 
 
 # --------------------------------------------------------------------------- parsing
-
-_KNOWN_KEYS = {
-    "resourceCountName", "resourceMemoryName", "resourceMemoryPercentageName", "resourceCoreName",
-    "deviceSplitCount", "defaultMemory", "defaultCores", "defaultGPUNum", "knownMigGeometries", "memoryFactor",
-}
-
 
 def _int(value: Any, field: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -168,13 +163,8 @@ def _rule(raw: Any, field: str) -> GeometryRule:
 
 
 def parse_device_config(text: str, source: str = "device-config.yaml") -> DeviceConfig:
-    """Parse HAMi's device-config.yaml (or just its `nvidia:` section); other keys are ignored."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(source, "<yaml>", f"valid YAML is required; parse error{where}: {exc}") from None
+    """Parse HAMi's device-config.yaml (or just its `nvidia:` section); unknown keys are kept in `unknown_keys`."""
+    doc = load_yaml(text, source)
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
@@ -182,9 +172,6 @@ def parse_device_config(text: str, source: str = "device-config.yaml") -> Device
     section = doc.get("nvidia", doc)
     if not isinstance(section, Mapping):
         raise InputError("nvidia", section, "a mapping")
-    for key in section:
-        if key not in _KNOWN_KEYS:
-            log.debug("device-config: ignoring key nvidia.%s", key)
     raw_rules = section.get("knownMigGeometries")
     if raw_rules is None:
         rules = default_device_config().rules
@@ -206,6 +193,7 @@ def parse_device_config(text: str, source: str = "device-config.yaml") -> Device
         default_cores=_int(section.get("defaultCores", 0) or 0, "nvidia.defaultCores", 0),
         default_gpu_num=_int(section.get("defaultGPUNum", 1), "nvidia.defaultGPUNum", 1),
         memory_factor=max(_int(section.get("memoryFactor", 1) or 1, "nvidia.memoryFactor", 0), 1),
+        unknown_keys=tuple(unknown_keys(doc)),
     )
 
 

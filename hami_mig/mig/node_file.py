@@ -1,4 +1,9 @@
-"""The NODE.json format of `hami-mig plan` / `explain`: GPUs with their model and instances."""
+"""The NODE.json format of `hami-mig plan` / `explain`: GPUs with their model and instances.
+
+`hami-mig devices --json` output is read as well (a GPU object with `name` and no `model`): each
+GPU with MIG enabled, its instances in use when processes run on them (or the driver will not
+say, or the instance has several compute instances, a shape hami-mig does not make), free otherwise.
+"""
 
 from __future__ import annotations
 
@@ -22,19 +27,26 @@ def parse_node(doc: Any, catalogue: Catalogue) -> list[GpuState]:
     if isinstance(doc, Mapping) and "gpus" in doc:
         gpus_raw = doc["gpus"]
         base = "gpus"
-    elif isinstance(doc, Mapping) and "model" in doc:
+    elif isinstance(doc, Mapping) and ("model" in doc or "name" in doc):
         gpus_raw = [doc]
         base = "gpu"
     else:
-        raise InputError("node", type(doc).__name__, 'an object {"gpus": [...]} or one GPU object with a "model"')
+        raise InputError("node", type(doc).__name__, 'an object {"gpus": [...]} (a node file or `hami-mig devices '
+                         '--json` output) or one GPU object with a "model"')
     if not isinstance(gpus_raw, list) or not gpus_raw:
         raise InputError(base, gpus_raw, "a non-empty list of GPU objects")
     out: list[GpuState] = []
     seen: set[int] = set()
+    skipped: list[str] = []
     for n, raw in enumerate(gpus_raw):
         field = f"{base}[{n}]" if base == "gpus" else base
         if not isinstance(raw, Mapping):
             raise InputError(field, raw, "a GPU object with model, index, uuid and instances")
+        if "model" not in raw and "name" in raw:  # `hami-mig devices --json`
+            if raw.get("mig_mode") != "enabled":
+                skipped.append(f"GPU {raw.get('index', n)} (MIG {raw.get('mig_mode')})")
+                continue
+            raw = {**raw, "model": raw["name"], "instances": _device_instances(raw.get("instances"), field)}
         model_name = raw.get("model")
         if not isinstance(model_name, str):
             raise InputError(f"{field}.model", model_name, "a GPU model name such as 'NVIDIA A100-SXM4-80GB'")
@@ -69,4 +81,25 @@ def parse_node(doc: Any, catalogue: Catalogue) -> list[GpuState]:
             instances.append(Instance(profile, _int(inst, "start", ifield), in_use, mig_uuid))
         check_layout(model, instances, f"{field}.instances")
         out.append(GpuState(index, uuid, model, ()).with_instances(instances))
+    if not out:
+        raise InputError(base, ", ".join(skipped), "at least one GPU with MIG enabled")
     return out
+
+
+def _device_instances(rows: Any, field: str) -> list[dict[str, Any]]:
+    """`devices --json` instance rows (one per compute instance) -> node-file instances (one per GPU instance)."""
+    if not isinstance(rows, list):
+        raise InputError(f"{field}.instances", rows, "a list of instance rows as `hami-mig devices --json` prints")
+    merged: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for k, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InputError(f"{field}.instances[{k}]", row, "an object {profile, start, mig_uuid, processes}")
+        key = (row.get("profile"), row.get("start"))
+        processes = row.get("processes", [])
+        busy = processes != [] and processes is not None  # a pid list, or "unknown" (no permission)
+        if key in merged:  # a second compute instance in one GPU instance: not a shape hami-mig makes
+            merged[key]["in_use"] = True
+            continue
+        merged[key] = {"profile": row.get("profile"), "start": row.get("start"), "in_use": busy,
+                       "uuid": row.get("mig_uuid")}
+    return list(merged.values())

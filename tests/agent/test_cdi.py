@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from hami_mig.agent.cdi import CDI_KIND, CdiSpecs, build_spec, caps_major, parse_mig_minors
@@ -18,7 +19,6 @@ from hami_mig.testing.cluster import SimCluster
 from hami_mig.testing.nvmlsim.caps import mig_minors_text, proc_devices_text
 from tests.agent.conftest import MakeCluster
 
-jsonschema = pytest.importorskip("jsonschema")
 SCHEMA = json.loads((Path(__file__).parent / "cdi_spec.schema.json").read_text())
 
 

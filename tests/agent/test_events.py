@@ -81,13 +81,14 @@ def test_config_mode_failure_points_at_the_geometries(make_cluster: MakeCluster)
 
 
 class _SlowKube:
-    """An API server that takes 0.5 s per Event: Allocate must not wait for it."""
+    """An API server that holds every Event until `release` is set: Allocate must not wait for it."""
 
     def __init__(self) -> None:
+        self.release = threading.Event()
         self.posted = threading.Event()
 
     def create_event(self, *args: object, **kwargs: object) -> None:
-        time.sleep(0.5)
+        self.release.wait(30)
         self.posted.set()
         raise ApiUnavailable("slow")
 
@@ -100,11 +101,11 @@ class _Pod:
 def test_posting_never_blocks_and_is_rate_limited() -> None:
     kube = _SlowKube()
     poster = EventPoster(kube, per_second=1.0, burst=3)  # type: ignore[arg-type]
-    started = time.monotonic()
-    for _ in range(10):
+    for _ in range(10):  # the API server answers none of them: a blocking post would hang here
         poster.failed_for(_Pod(), "x")
-    assert time.monotonic() - started < 0.3
+    assert not kube.posted.is_set()  # every call returned while the first Event was still held
     assert poster.dropped == 7
+    kube.release.set()
     assert kube.posted.wait(5)
     poster.close()
 

@@ -128,8 +128,7 @@ def test_node_feasibility_matches_brute_force() -> None:
 
 
 def test_lp_bound_is_above_every_scheme() -> None:
-    pytest.importorskip("scipy")
-    from benchmarks.packing_sim.bound import lp_bound
+    from benchmarks.packing_sim.bound import lp_bound  # scipy: a declared test dependency
 
     spec = TraceSpec(A80.name, 2, "uniform", 1.2, 150, seed=7, warmup=1.0)
     pods = generate(spec, A80)

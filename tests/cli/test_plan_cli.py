@@ -76,9 +76,9 @@ def test_human_output_is_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[s
          "overlaps 3g.40gb@0"),
         ({"gpus": [{"model": "A100-SXM4-80GB", "instances": [{"profile": "7g.79gb", "start": 0}]}]}, [],
          "did you mean 7g.80gb"),
-        (NODE, ["--memory", "-1"], "nvidia.com/gpumem: -1"),
-        (NODE, ["--memory-percentage", "101"], "nvidia.com/gpumem-percentage: 101"),
-        (NODE, ["--count", "0"], "nvidia.com/gpu: 0"),
+        (NODE, ["--memory", "-1"], "--memory -1: "),  # the flag the user typed, not the pod resource
+        (NODE, ["--memory-percentage", "101"], "--memory-percentage 101: a whole percentage from 1 to 100"),
+        (NODE, ["--count", "0"], "--count 0: "),
         ({"gpus": []}, [], "gpus: []"),
         ([1, 2], [], "node: 'list'"),
     ],

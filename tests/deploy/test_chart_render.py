@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import posixpath
 from collections.abc import Callable
@@ -12,6 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from hami_mig import cli
+from hami_mig.cli import device_plugin
+from hami_mig.kube import nodeconfig
 from tests.deploy.chartutil import (
     CHART_DIR,
     NAMESPACE,
@@ -80,10 +84,7 @@ OLDEST_KUBERNETES = "1.26"  # Chart.yaml kubeVersion >=1.26
 @pytest.fixture(scope="module")
 def kv() -> Any:
     """kubernetes_validate.utils: Kubernetes' OpenAPI schemas (strict variants) as JSON Schema."""
-    return pytest.importorskip(
-        "kubernetes_validate.utils",
-        reason="kubernetes-validate is not installed (pip install kubernetes-validate): no Kubernetes schemas",
-    )
+    return importlib.import_module("kubernetes_validate.utils")  # a declared test dependency
 
 
 def _validate(kv: Any, obj: Manifest, version: str) -> None:
@@ -293,8 +294,6 @@ def expected_options(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_rendered(objects: list[Manifest]) -> Any:
-    cli = pytest.importorskip("hami_mig.cli", reason="hami_mig.cli not importable")
-    pytest.importorskip("hami_mig.cli.device_plugin", reason="the device-plugin subcommand is not there yet")
     env = {e["name"]: e.get("value", "") for e in agent_container(objects)["env"]}
     env["NODE_NAME"] = "gpu-node-1"  # what the downward API gives; the kubelet expands $(NODE_NAME)
     args = [a.replace("$(NODE_NAME)", env["NODE_NAME"]) for a in container_args(objects)]
@@ -321,7 +320,6 @@ def test_the_agent_accepts_the_rendered_command_line(render: Render, variant: st
 
 def test_every_agent_option_is_set_from_a_value_or_deliberately_not() -> None:
     """A flag added to `hami-mig device-plugin` fails here until the chart wires it (or lists it above)."""
-    cli = pytest.importorskip("hami_mig.cli", reason="hami_mig.cli not importable")
     options = set(vars(cli.build_parser().parse_args(["device-plugin"])))
     assert options - NOT_FROM_VALUES == set(expected_options({}))
 
@@ -329,7 +327,6 @@ def test_every_agent_option_is_set_from_a_value_or_deliberately_not() -> None:
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_the_rendered_command_line_builds_the_agent_config(render: Render, variant: str, tmp_path: Path) -> None:
     """Past argparse: the agent's own build_config accepts the rendered flags and ConfigMaps."""
-    device_plugin = pytest.importorskip("hami_mig.cli.device_plugin")
     objects = render(VARIANTS[variant])
     parsed = _parse_rendered(objects)
     configmaps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
@@ -627,7 +624,6 @@ def test_node_config_json(render: Render) -> None:
 
 
 def test_node_config_is_accepted_by_the_agent_parser(render: Render) -> None:
-    nodeconfig = pytest.importorskip("hami_mig.kube.nodeconfig", reason="hami_mig.kube.nodeconfig not available")
     nodes = [{"name": "gpu-1"}, {"name": "gpu-2", "operatingmode": "mps", "devicesplitcount": 3}]
     text = only(render({"nodeConfig": {"nodes": nodes}}), "ConfigMap", "-node-config")["data"]["config.json"]
     parsed = nodeconfig.parse_node_configs(text)
@@ -682,8 +678,6 @@ def test_dashboard_panels_query_the_agent_metrics() -> None:
 def test_dashboard_metric_names_are_the_agents() -> None:
     """Each series the dashboard plots is one the agent's metrics code defines (catches a rename on either side)."""
     metrics_dir = REPO_ROOT / "hami_mig" / "metrics"
-    if not metrics_dir.is_dir():
-        pytest.skip("hami_mig/metrics does not exist yet")
     source = "\n".join(p.read_text(encoding="utf-8") for p in sorted(metrics_dir.glob("*.py")))
     for metric in DASHBOARD_METRICS:
         family = metric.removesuffix("_bucket")

@@ -9,14 +9,12 @@ import pytest
 
 from hami_mig.mig.catalogue import UnknownModelError, UnknownProfileError, default_catalogue, nearest_profile
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "spec" / "mig_profiles.json"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "mig_profiles.json"  # sources: tests/data/README.md
 PACKAGED = Path(__file__).resolve().parents[2] / "hami_mig" / "mig" / "data" / "mig_profiles.json"
 
 
-def test_packaged_data_is_the_shared_spec() -> None:
-    if not SHARED.exists():
-        pytest.skip(f"shared spec not found at {SHARED}")
-    assert json.loads(PACKAGED.read_text()) == json.loads(SHARED.read_text())
+def test_packaged_data_is_the_reference_catalogue() -> None:
+    assert json.loads(PACKAGED.read_text()) == json.loads(REFERENCE.read_text())
 
 
 def test_every_model_and_profile_is_loaded() -> None:

@@ -137,6 +137,7 @@ def test_bad_options_and_missing_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 2 and "simulator state" in err
 
 
+@pytest.mark.gpu  # skips where a real driver is present: the no-driver path cannot be shown there
 def test_nvml_backend_without_a_driver_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     import pynvml
 

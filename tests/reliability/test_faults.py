@@ -183,5 +183,9 @@ def test_corrupt_hami_pod_does_not_block_others(cluster: SimCluster) -> None:
     ROWS.append(f"{'a HAMi pod with a corrupt devices annotation':<44} {'refused cleanly':<16} other pods admitted")
 
 
-def test_zz_print_fault_table() -> None:
-    print("\n" + "\n".join(ROWS))
+@pytest.fixture(scope="module", autouse=True)
+def print_fault_table() -> Iterator[None]:
+    """After the module: the table docs/reliability.md shows, one row per fault test that ran (pytest -s)."""
+    yield
+    if ROWS:
+        print("\n" + "\n".join(ROWS))

@@ -32,8 +32,8 @@ def test_scheduler_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hami_mig.cli", "scheduler", "--port", str(port), "--host", "127.0.0.1",
-             "--kubeconfig", kubeconfig, "--score", "spread", "--lock-timeout", "60"],
+            [sys.executable, "-m", "hami_mig.cli", "--log-level", "info", "scheduler", "--port", str(port),
+             "--host", "127.0.0.1", "--kubeconfig", kubeconfig, "--score", "spread", "--lock-timeout", "60"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             http = urllib3.PoolManager(retries=False)
