@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hami_mig.doctor.report import Check, fail, ok, warn
 from hami_mig.errors import InputError
 from hami_mig.kube.annotations import MODE_MIG
@@ -19,20 +17,6 @@ from hami_mig.mig.geometry import DeviceConfig, default_device_config, parse_dev
 
 Schema = Mapping[str, "Schema | None"]  # a key's sub-schema; None: not looked into
 
-# HAMi v2.9.0 pkg/scheduler/config/config.go `Config`, pkg/device/nvidia/device.go `NvidiaConfig` and
-# `NodeDefaultConfig`, pkg/device/devices.go `AllowedMigGeometries` and `MigTemplate` (yaml tags).
-_GEOMETRY_ENTRY: Schema = {"name": None, "core": None, "memory": None, "count": None}
-_NVIDIA: Schema = {
-    "resourceCountName": None, "resourceMemoryName": None, "resourceCoreName": None,
-    "resourceMemoryPercentageName": None, "resourcePriorityName": None, "overwriteEnv": None, "defaultMemory": None,
-    "defaultCores": None, "defaultGPUNum": None, "memoryFactor": None, "disableCoreLimit": None,
-    "knownMigGeometries": {"models": None, "allowedGeometries": _GEOMETRY_ENTRY}, "gpuCorePolicy": None,
-    "runtimeClassName": None, "deviceSplitCount": None, "deviceMemoryScaling": None, "deviceCoreScaling": None,
-    "preConfiguredDeviceMemory": None, "libCudaLogLevel": None,
-}
-_VENDORS = ("metax", "hygon", "cambricon", "mthreads", "iluvatars", "enflame", "kunlun", "awsneuron", "amd", "vastai",
-            "vnpus")
-DEVICE_CONFIG: Schema = {"nvidia": _NVIDIA, **{vendor: None for vendor in _VENDORS}}
 # HAMi v2.9.0 pkg/device/nvidia/device.go `DevicePluginConfigs` (json tags), plus hami-mig's per-GPU `gpus` list.
 NODE_CONFIG: Schema = {"nodeconfig": {
     "name": None, "operatingmode": None, "migstrategy": None, "filterdevices": {"uuid": None, "index": None},
@@ -43,7 +27,7 @@ NODE_CONFIG: Schema = {"nodeconfig": {
 
 
 def unknown_keys(doc: Any, schema: Schema, where: str = "", *, fold_case: bool = False) -> list[str]:
-    """Dotted paths of keys the schema does not know (lists are walked item by item), each with the nearest
+    """Dotted paths of config.json keys the schema does not know (lists are walked item by item), each with the nearest
     known key when one is close. Go's JSON decoder matches keys case-insensitively (`fold_case`), its YAML
     decoder exactly."""
     if isinstance(doc, list):
@@ -100,8 +84,8 @@ def device_config_checks(path: str | None, catalogue: Catalogue) -> tuple[list[C
         return [bad], builtin
     checks = [ok("config.device", what, f"{path}: parsed, {len(config.rules)} knownMigGeometries "
                                                     "entries")]
-    doc = yaml.safe_load(text)
-    keys = unknown_keys(doc, DEVICE_CONFIG if isinstance(doc, Mapping) and "nvidia" in doc else _NVIDIA)
+    # The key sets of HAMi's config structs live with the parser (hami_mig.mig.config_keys).
+    keys = [f"{k.path} (did you mean {k.nearest}?)" for k in config.unknown_keys]
     if keys:
         checks.append(_unknown(what, path, keys))
     errors = [f for f in validate_device_config(config, catalogue) if f.level == "error"]
