@@ -21,8 +21,9 @@ plans: an existing free instance at that placement is reused, otherwise the free
 instances it overlaps are destroyed and it is created; a departure leaves the instance free.
 
 Refresh policies: fresh = republish after every admission and every departure (depth 1); lag K =
-republish only after every K-th admission (depth K), never on a departure; lag K with departures
-republished = after every departure and every K-th admission (K pods are placed from one list).
+republish only after the K-th admission since the last republish (depth K), never on a departure,
+so the list shows the GPUs as they were at that admission; lag K with departures republished =
+after every departure and after the K-th admission since the last republish.
 Pods placed between republishes meet a stale list, whose consumed entries the allocator skips
 (allocated) or rejects (counters), falling through to the next entry.
 """
@@ -126,6 +127,8 @@ class DraCurated(PlannerScheme):
         self.since_republish += 1
         if self.since_republish >= self.lag:
             self._trigger()
+            if not self.departures:
+                self._republish()  # the list must show this moment, not departures before the next pod
         return admission
 
     def release(self, pod: Pod) -> None:
@@ -135,6 +138,8 @@ class DraCurated(PlannerScheme):
             self._trigger()
 
     def _trigger(self) -> None:
+        """A republish is due. Computed lazily at the next pod: exact, since when departures are not
+        republished the admission that triggers computes the list at once (see `admit`)."""
         self.stale = True
         self.republishes += 1
 

@@ -161,3 +161,16 @@ def test_counters_never_let_two_allocations_overlap(which: int, model: GpuModel,
         if isinstance(scheme, DraCurated):  # the scheduler's view == the node's in-use instances
             assert sorted(scheme.allocated.devices) == sorted(
                 (g.index, i.profile, i.start) for g in scheme.gpus for i in g.in_use())
+
+
+def test_lag_without_departures_shows_the_gpus_as_they_were_at_the_republish() -> None:
+    # lag 1: republished right after pod 0's admission (GPU full), not after its departure; pod 1
+    # meets that list, whose only free entry is pod 0's own whole-GPU device in the allocated tail
+    trace = [Pod(0, 0.0, 1.0, 70000), Pod(1, 2.0, 1.0, 5000)]
+    lagged = DraCurated("lag 1", A80, 1, geometries(A80), lag=1, departures=False)
+    got = simulate(lagged, trace, A80, 1, classify=False)
+    assert [o.admission.profile if o.admission else None for o in got.outcomes] == ["7g.80gb", "7g.80gb"]
+    fresh = DraCurated("fresh", A80, 1, geometries(A80))
+    got = simulate(fresh, trace, A80, 1, classify=False)
+    second = got.outcomes[1].admission
+    assert second is not None and second.profile != "7g.80gb"  # a fresh list offers a 1g-sized device
