@@ -9,6 +9,7 @@ whose name starts with "HAMi").
 from __future__ import annotations
 
 import multiprocessing
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -175,7 +176,4 @@ def aggregate(raw: Iterable[Raw]) -> dict[Point, PointResult]:
 
 
 def _sd(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    return float((sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5)
+    return statistics.stdev(values) if len(values) > 1 else 0.0
