@@ -10,8 +10,9 @@ best-fit, geometries any, the same call `PlannerScheme` makes, and `apply_decisi
   are after its rank 1..j-1 allocations of that tier were applied (so rank j is where the j-th of
   several pods of that tier would go); a tier stops at its first refusal;
 - the entries sorted by (the profile's real memory, rank, tier), duplicates (same GPU, profile,
-  start) keeping their first place; then every device allocated at republish time (listed so
-  that the scheduler counts their counters; skipped while allocated, usable again once freed).
+  start) keeping their first place; then every device allocated at republish time and not
+  listed yet, by (GPU, profile name, start) (listed so that the scheduler counts their counters;
+  skipped while allocated, usable again once freed).
 
 For a request of tier t the covering profiles are those with memory >= T_t, so the planner's
 answer is the same for every request of the tier, and with a fresh list the first unallocated
