@@ -93,7 +93,7 @@ class DraCurated(PlannerScheme):
     """A hami-mig DRA driver publishing planner-curated lists (module docstring).
 
     `lag` = K: republish after every K-th admission (depth K); `departures`: republish after every
-    departure too. (1, True) is the fresh variant; (K, False) the brief's "every K admissions".
+    departure too. (1, True) is the fresh variant; (K, False) republishes only every K admissions.
     """
 
     def __init__(self, name: str, model: GpuModel, gpus: int, geometries: GpuGeometries,
