@@ -15,6 +15,8 @@ or a CSV trace). Each scheme sees the identical trace:
 
 See benchmarks/packing_sim/ for the model (each module's docstring) and docs/benchmarks.md for
 results. `--quick` runs only the headline point (8x A100-SXM4-80GB, uniform mix, load 1.2).
+`--dra` runs the DRA schemes (packing_sim/dra*.py) beside best-fit/any and HAMi instead
+(docs/design/dra.md, the DRA section of docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--trace", type=Path, help="replay a CSV trace (arrival,duration,gpumem) instead")
     ap.add_argument("--model", default=HEADLINE_MODEL, help="GPU model for --trace")
     ap.add_argument("--gpus", type=int, default=8, help="GPUs for --trace")
+    ap.add_argument("--dra", action="store_true", help="DRA schemes beside best-fit/any and HAMi (docs/design/dra.md)")
     return ap.parse_args(argv)
 
 
@@ -101,6 +104,10 @@ def replay_trace(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.dra:
+        from packing_sim.dra_report import run
+
+        return run(args)
     if args.trace is not None:
         return replay_trace(args)
     plan = make_plan(args)
