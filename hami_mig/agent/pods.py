@@ -51,27 +51,57 @@ def _created(pod: Any) -> tuple[float, str]:
     return (ts.timestamp() if ts is not None else 0.0, f"{pod.metadata.namespace}/{pod.metadata.name}")
 
 
-def hami_target(pods: Iterable[Any], n_devices: int) -> Target | None:
-    """The pod a HAMi scheduler is binding here, oldest first; raises InputError on a corrupt annotation."""
-    found: list[Target] = []
-    broken: InputError | None = None
+@dataclass(frozen=True)
+class BrokenPod:
+    """A pod a HAMi scheduler is binding here whose `vgpu-devices-to-allocate` cannot be read."""
+
+    pod: Any
+    error: InputError
+
+    @property
+    def key(self) -> str:
+        return f"{self.pod.metadata.namespace}/{self.pod.metadata.name}"
+
+    @property
+    def message(self) -> str:
+        return f"pod {self.key} {self.error}"
+
+
+def _binding(pod: Any) -> bool:
+    """A live pod a HAMi scheduler marked `bind-phase: allocating`."""
+    return (annotations_of(pod).get(BIND_PHASE) == "allocating" and is_live(pod)
+            and not pod.metadata.deletion_timestamp)
+
+
+def broken_hami_pods(pods: Iterable[Any]) -> list[BrokenPod]:
+    """HAMi pods being bound here with a corrupt devices annotation: no Allocate can serve them."""
+    out: list[BrokenPod] = []
     for pod in pods:
-        ann = annotations_of(pod)
-        if ann.get(BIND_PHASE) != "allocating" or not is_live(pod) or pod.metadata.deletion_timestamp:
+        if not _binding(pod):
             continue
         try:
-            devices = decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
-        except InputError as exc:  # one corrupt pod must not block every other pod on the node
-            broken = broken or InputError(f"pod {pod.metadata.namespace}/{pod.metadata.name} {exc.field}",
-                                          exc.value, exc.allowed)
+            decode_pod_devices(annotations_of(pod).get(DEVICES_TO_ALLOCATE, ""))
+        except InputError as exc:
+            out.append(BrokenPod(pod, exc))
+    return out
+
+
+def hami_target(pods: Iterable[Any], n_devices: int) -> Target | None:
+    """The pod a HAMi scheduler is binding here, oldest first; pods with a corrupt annotation are skipped
+    (`broken_hami_pods`: the agent fails them once, visibly), so they never block the other pods."""
+    found: list[Target] = []
+    for pod in pods:
+        if not _binding(pod):
+            continue
+        try:
+            devices = decode_pod_devices(annotations_of(pod).get(DEVICES_TO_ALLOCATE, ""))
+        except InputError:
             continue
         index = next_pending_container(devices)
         if index is None:
             continue
         found.append(Target(pod, index, "hami", devices[index]))
     if not found:
-        if broken is not None:
-            raise broken
         return None
     found.sort(key=lambda t: (len(t.chosen) != n_devices, _created(t.pod)))
     return found[0]
@@ -82,8 +112,8 @@ def standalone_target(pods: Iterable[Any], n_devices: int, names: ResourceNames 
     candidates: list[Target] = []
     for pod in pods:
         ann = annotations_of(pod)
-        if BIND_PHASE in ann and ann.get(BIND_PHASE) == "allocating":
-            continue  # a HAMi scheduler owns this pod
+        if ann.get(BIND_PHASE) in ("allocating", "failed"):
+            continue  # a HAMi scheduler owns this pod, or its bind failed: never served by a guess
         if getattr(pod.status, "phase", None) != "Pending" or pod.metadata.deletion_timestamp:
             continue
         done = pod_records(pod)
@@ -109,8 +139,9 @@ def standalone_target(pods: Iterable[Any], n_devices: int, names: ResourceNames 
 def find_target(pods: list[Any], n_devices: int, names: ResourceNames = DEFAULT_NAMES) -> Target:
     target = hami_target(pods, n_devices) or standalone_target(pods, n_devices, names)
     if target is None:
+        skipped = "".join(f"; skipped {b.message}" for b in broken_hami_pods(pods))
         raise NoTargetError(
             f"no pod on this node is waiting for {n_devices} nvidia.com/gpu device(s): neither a HAMi-scheduled pod "
-            f"({BIND_PHASE}=allocating) nor a pending pod whose next GPU container asks for {n_devices}"
+            f"({BIND_PHASE}=allocating) nor a pending pod whose next GPU container asks for {n_devices}{skipped}"
         )
     return target

@@ -109,6 +109,11 @@ class ProcessNode:
         return {hw.mig_uuid: (hw.profile, hw.start) for d in self.backend.devices() for hw in d.instances
                 if hw.mig_uuid}
 
+    def gis_without_ci(self) -> list[tuple[int, str, int]]:
+        """(GPU index, profile, start) of every GPU instance that has no compute instance (no MIG device)."""
+        return [(d.index, hw.profile, hw.start) for d in self.backend.devices() for hw in d.instances
+                if not hw.compute]
+
     def records(self) -> dict[str, str]:
         """MIG UUID -> pod name for every pod that is not finished."""
         out: dict[str, str] = {}

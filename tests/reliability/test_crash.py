@@ -55,9 +55,12 @@ def check_after_restart(node: ProcessNode, keep: str, before: dict[str, tuple[st
     assert now.get(keep) == before[keep], "the running pod's instance moved or vanished"
     for uuid in records:
         assert uuid in now, f"pod {records[uuid]} holds {uuid}, which no longer exists"
-    pre_free = {u for u in before if u != keep}
-    orphans = set(now) - set(records) - pre_free
+    # A free instance interrupted between its CI and GI destroy is completed again under a new MIG UUID:
+    # what must not appear is an unrecorded instance at a placement that was not free capacity before.
+    pre_free = {before[u] for u in before if u != keep}
+    orphans = {u: now[u] for u in set(now) - set(records) if now[u] not in pre_free}
     assert not orphans, f"orphan instances after recovery: {orphans}"
+    assert not node.gis_without_ci(), "a GPU instance without compute instance is left after reconcile"
     big = node.pod("big")
     phase = big.get("status", {}).get("phase")
     assert (phase == "Running") == ok

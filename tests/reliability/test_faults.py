@@ -13,7 +13,8 @@ import pytest
 
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.records import INSTANCES_ANNOTATION
-from hami_mig.kube.annotations import BIND_PHASE, DEVICES_TO_ALLOCATE, NODE_REGISTER
+from hami_mig.kube.annotations import BIND_PHASE, DEVICES_TO_ALLOCATE, NODE_LOCK, NODE_REGISTER
+from hami_mig.kube.nodelock import NodeLock
 from hami_mig.testing.cluster import SimCluster
 
 NODE = "faults"
@@ -175,10 +176,12 @@ def test_unreadable_record_protects_every_instance(cluster: SimCluster) -> None:
 def test_corrupt_hami_pod_does_not_block_others(cluster: SimCluster) -> None:
     cluster.submit("broken", {"nvidia.com/gpumem": 8000},
                    annotations={BIND_PHASE: "allocating", DEVICES_TO_ALLOCATE: "GPU-x[1-,NVIDIA,;"})
+    cluster.api.patch_node(NODE, {"metadata": {"annotations": {NODE_LOCK: NodeLock.now("default", "broken").encode()}}})
     cluster.submit("fine", {"nvidia.com/gpumem": 8000})
-    # the kubelet admits the broken pod first and fails it; the next pod is unaffected
+    # the kubelet admits the broken pod (it holds HAMi's node lock) and fails it; the next pod is unaffected
     first = cluster.admit("broken")
     assert not first.ok and DEVICES_TO_ALLOCATE in first.error
+    assert cluster.api.get_pod("default", "broken")["metadata"]["annotations"][BIND_PHASE] == "failed"
     assert cluster.admit("fine").ok
     ROWS.append(f"{'a HAMi pod with a corrupt devices annotation':<44} {'refused cleanly':<16} other pods admitted")
 
