@@ -167,6 +167,17 @@ class SimCore:
             state.fail_rules.append(FailRule(match, nth, int(error), gpu))
             self.store.mark_dirty()
 
+    def clear_failures(self) -> None:
+        """Drop every pending `fail` rule (in every process sharing the state file)."""
+        with self.store.transaction() as state:
+            state.fail_rules.clear()
+            self.store.mark_dirty()
+
+    def pending_failures(self) -> int:
+        """How many `fail` rules have not fired yet (a test's check that its faults were reached)."""
+        with self.store.transaction() as state:
+            return len(state.fail_rules)
+
     def on_call(self, match: str, nth: int, action: Callable[[], None], gpu: int | None = None) -> None:
         """Run `action` just before the nth matching call (e.g. lose the GPU mid-plan). In-process only."""
         self.faults.add_hook(match, nth, action, gpu)
