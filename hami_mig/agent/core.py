@@ -147,7 +147,7 @@ class Agent:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.config.reconcile_interval_s)
+            self._wake.wait(self.recovery.next_wait(self.config.reconcile_interval_s))
             self._wake.clear()
             if self._stop.is_set():
                 return

@@ -22,8 +22,10 @@ from hami_mig.nvml.device import HwInstance
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAYS_S = (0.05, 0.25)
-"""Waits before the second and third attempt within one reconcile pass (a one-off NVML error passes)."""
+RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4)
+"""Waits before the 2nd..5th attempt within one reconcile pass: a few one-off NVML errors pass in under 1 s."""
+RETRY_SOON_S = 5.0
+"""Longest wait for the next reconcile pass while recovery is unfinished."""
 
 Place = tuple[str, str, int]  # GPU UUID, profile, start
 
@@ -115,10 +117,11 @@ class Recovery:
         self.geos = geos
         self.config = config
         self.stats = stats
+        self.unfinished = False  # the last pass left work: reconcile again within RETRY_SOON_S
 
     def run(self, inv: Inventory, pods: Sequence[Any], reread: Callable[[], Inventory]) -> bool:
-        """Repair what needs it; True when the GPUs changed. Whatever fails is retried at once (twice) and
-        again at the next pass: journal entries stay until their instances are gone or recorded."""
+        """Repair what needs it; True when the GPUs changed. Whatever fails is retried within the pass and
+        again at the next one: journal entries stay until their instances are gone or recorded."""
         protect_all = bool(unreadable_records(pods))
         changed = False
         for attempt in range(len(RETRY_DELAYS_S) + 1):
@@ -140,10 +143,16 @@ class Recovery:
             fixed, did = self._instances(inv, protect_all)
             changed |= did
             if finished and fixed:
+                self.unfinished = False
                 return changed
-        log.error("recovery: unfinished after %d attempts; retrying at the next reconcile pass",
-                  len(RETRY_DELAYS_S) + 1)
+        self.unfinished = True
+        log.error("recovery: unfinished after %d attempts; retrying in %.0f s", len(RETRY_DELAYS_S) + 1,
+                  RETRY_SOON_S)
         return changed
+
+    def next_wait(self, interval_s: float) -> float:
+        """How long the reconcile loop may sleep: its interval, or less while recovery is unfinished."""
+        return min(interval_s, RETRY_SOON_S) if self.unfinished else interval_s
 
     def _apply(self, ops: Sequence[Operation], protected: Collection[str]) -> str | None:
         """Run operations; the error text when they failed (the hardware layer re-checks every destroy)."""
