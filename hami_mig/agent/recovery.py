@@ -17,7 +17,7 @@ from hami_mig.mig.plan import Operation
 from hami_mig.mig.planner import decide
 from hami_mig.mig.request import Request
 from hami_mig.mig.state import GpuState
-from hami_mig.nvml import GpuDevice, NvmlBackend
+from hami_mig.nvml import NvmlBackend
 from hami_mig.nvml.device import HwInstance
 
 log = logging.getLogger(__name__)
@@ -42,18 +42,24 @@ class Settlement:
     waiting: tuple[Create, ...]
 
 
-def settle(entry: Entry, devices: Sequence[GpuDevice], held: Collection[str], protect_all: bool) -> Settlement:
-    """Per journalled create: gone or recorded by a live pod -> done; free and unrecorded -> destroy; on an
-    unreadable GPU, running processes, or while some pod's record is unreadable -> wait (never touched)."""
+def settle(entry: Entry, inv: Inventory, protect_all: bool) -> Settlement:
+    """Per journalled create: gone, recorded by a live pod, or on a GPU hami-mig no longer manages -> done
+    (the last left alone); free and unrecorded -> destroy; on an unreadable GPU, running processes, or while
+    some pod's record is unreadable -> wait (never touched)."""
     destroys: list[Operation] = []
     waiting: list[Create] = []
     for create in entry.creates:
-        dev = next((d for d in devices if d.uuid == create.gpu_uuid), None)
+        dev = next((d for d in inv.devices if d.uuid == create.gpu_uuid), None)
         if dev is None or dev.mig_mode == "unknown":
             waiting.append(create)
             continue
+        if inv.state_by_uuid(dev.uuid) is None:
+            log.warning("recovery: %s, created for %s by an Allocate that did not finish, is on a GPU hami-mig "
+                        "does not manage now (%s): left alone", create.label(), entry.pod,
+                        inv.unmanaged.get(dev.index, "unmanaged"))
+            continue
         hw = dev.find(create.profile, create.start)
-        if hw is None or any(u in held for u in hw.uuids()):
+        if hw is None or any(u in inv.held for u in hw.uuids()):
             continue
         if hw.busy or protect_all:
             waiting.append(create)
@@ -143,7 +149,7 @@ class Recovery:
             fixed, did = self._instances(inv, protect_all)
             changed |= did
             if finished and fixed:
-                self.unfinished = False
+                self.unfinished = bool(self.journal.pending())  # creates waiting for a GPU or a process
                 return changed
         self.unfinished = True
         log.error("recovery: unfinished after %d attempts; retrying in %.0f s", len(RETRY_DELAYS_S) + 1,
@@ -166,7 +172,7 @@ class Recovery:
         """Settle every journal entry: (all settled that can be now, GPUs changed)."""
         finished, changed = True, False
         for entry in self.journal.pending():
-            plan = settle(entry, inv.devices, inv.held, protect_all)
+            plan = settle(entry, inv, protect_all)
             if plan.destroys:
                 error = self._apply(plan.destroys, inv.held)
                 if error is not None:

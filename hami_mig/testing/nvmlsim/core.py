@@ -249,12 +249,17 @@ class SimCore:
                         return ci
         raise KeyError(f"no MIG device {mig_uuid} on the simulated node")
 
-    def add_instance(self, index: int, profile: str, start: int, pids: Iterable[int] = ()) -> str:
-        """Set up a pre-existing GI + full CI directly (bypasses faults and counts); returns its MIG UUID."""
+    def add_instance(self, index: int, profile: str, start: int, pids: Iterable[int] = (), *,
+                     compute: bool = True) -> str:
+        """Set up a pre-existing GI + full CI directly (bypasses faults and counts); returns its MIG UUID.
+        `compute=False`: the GI alone, as an interrupted create or destroy leaves it (returns "")."""
         with self.store.transaction() as state:
             gpu = state.gpus[index]
             prof = driver.model_of(gpu.model).profile(profile)
             gi = driver.create_gi(state, gpu, prof, start, prof.memory_slices)
+            if not compute:
+                self.store.mark_dirty()
+                return ""
             enum = next(e for e, s in driver.ci_profiles(prof).items() if s == prof.compute_slices)
             ci = driver.create_ci(state, gi, prof, enum)
             ci.processes = [[int(p), 512] for p in pids]
