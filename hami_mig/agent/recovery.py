@@ -123,7 +123,7 @@ class Recovery:
         self.geos = geos
         self.config = config
         self.stats = stats
-        self.unfinished = False  # the last pass left work: reconcile again within RETRY_SOON_S
+        self.unfinished = True  # no pass finished yet, or the last one left work: reconcile within RETRY_SOON_S
 
     def run(self, inv: Inventory, pods: Sequence[Any], reread: Callable[[], Inventory]) -> bool:
         """Repair what needs it; True when the GPUs changed. Whatever fails is retried within the pass and
