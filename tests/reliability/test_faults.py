@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pynvml
 import pytest
@@ -18,7 +19,19 @@ from hami_mig.kube.nodelock import NodeLock
 from hami_mig.testing.cluster import SimCluster
 
 NODE = "faults"
-ROWS: list[str] = []
+ROWS: list[str] = []  # one per fault injected
+
+
+@dataclass
+class Tally:
+    """What the checks found, summed over the faults: the summary line under the table is printed from it."""
+
+    checked: int = 0  # faults after which the running pod's instance and every leak were checked
+    lost: int = 0  # a running pod's instance lost or moved
+    leaks: int = 0
+
+
+TALLY = Tally()
 
 
 @pytest.fixture
@@ -59,11 +72,14 @@ def busy_gpu(c: SimCluster) -> tuple[str, set[str]]:
 def check(c: SimCluster, keep: str, before: dict[str, tuple[str, int]], free_before: set[str], label: str,
           ok: bool) -> None:
     now = instances(c)
-    assert now.get(keep) == before[keep], f"{label}: the running pod's instance moved or vanished"
     # A free instance may come back under a new MIG UUID (a failed GI destroy re-creates its CI); what
     # must not appear is an unrecorded instance at a placement that was not free capacity before.
     free_places = {before[u] for u in free_before}
     leaks = {u: now[u] for u in set(now) - recorded(c) if now[u] not in free_places}
+    TALLY.checked += 1
+    TALLY.lost += now.get(keep) != before[keep]
+    TALLY.leaks += len(leaks)
+    assert now.get(keep) == before[keep], f"{label}: the running pod's instance moved or vanished"
     assert not leaks, f"{label}: instances nobody holds were left behind: {leaks}"
     ROWS.append(f"{label:<44} {'admitted' if ok else 'refused cleanly':<16} running pod intact, 0 leaks")
 
@@ -188,3 +204,5 @@ def test_corrupt_hami_pod_does_not_block_others(cluster: SimCluster) -> None:
 
 def test_zz_print_fault_table() -> None:
     print("\n" + "\n".join(ROWS))
+    print(f"\nFaults injected: {len(ROWS)}. Checked after {TALLY.checked} of them: instances a running pod held "
+          f"that were lost or moved: {TALLY.lost}; leaks: {TALLY.leaks}.")
