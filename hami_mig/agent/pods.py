@@ -10,7 +10,7 @@ before it answers, so the next call never picks the same container twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from hami_mig.kube.annotations import (
     BIND_PHASE,
     DEVICES_TO_ALLOCATE,
     ContainerDevices,
+    PodDevices,
     decode_pod_devices,
     next_pending_container,
 )
@@ -67,35 +68,30 @@ class BrokenPod:
         return f"pod {self.key} {self.error}"
 
 
-def _binding(pod: Any) -> bool:
-    """A live pod a HAMi scheduler marked `bind-phase: allocating`."""
-    return (annotations_of(pod).get(BIND_PHASE) == "allocating" and is_live(pod)
-            and not pod.metadata.deletion_timestamp)
+def _binding(pods: Iterable[Any]) -> Iterator[tuple[Any, PodDevices | InputError]]:
+    """Each live pod a HAMi scheduler marked `bind-phase: allocating`, with its decoded devices annotation,
+    or the InputError that says why it cannot be read."""
+    for pod in pods:
+        ann = annotations_of(pod)
+        if ann.get(BIND_PHASE) != "allocating" or not is_live(pod) or pod.metadata.deletion_timestamp:
+            continue
+        try:
+            yield pod, decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
+        except InputError as exc:
+            yield pod, exc
 
 
 def broken_hami_pods(pods: Iterable[Any]) -> list[BrokenPod]:
     """HAMi pods being bound here with a corrupt devices annotation: no Allocate can serve them."""
-    out: list[BrokenPod] = []
-    for pod in pods:
-        if not _binding(pod):
-            continue
-        try:
-            decode_pod_devices(annotations_of(pod).get(DEVICES_TO_ALLOCATE, ""))
-        except InputError as exc:
-            out.append(BrokenPod(pod, exc))
-    return out
+    return [BrokenPod(pod, devices) for pod, devices in _binding(pods) if isinstance(devices, InputError)]
 
 
 def hami_target(pods: Iterable[Any], n_devices: int) -> Target | None:
     """The pod a HAMi scheduler is binding here, oldest first; pods with a corrupt annotation are skipped
     (`broken_hami_pods`: the agent fails them once, visibly), so they never block the other pods."""
     found: list[Target] = []
-    for pod in pods:
-        if not _binding(pod):
-            continue
-        try:
-            devices = decode_pod_devices(annotations_of(pod).get(DEVICES_TO_ALLOCATE, ""))
-        except InputError:
+    for pod, devices in _binding(pods):
+        if isinstance(devices, InputError):
             continue
         index = next_pending_container(devices)
         if index is None:
