@@ -111,7 +111,7 @@ class Journal:
         if self.path is None or not creates:
             return
         entry = Entry(uuid.uuid4().hex[:12], pod, creates)
-        self._write([*self.pending(), entry])
+        self._write([*self.pending(), entry], durable=True)
         self._current = entry.id
 
     def done(self) -> None:
@@ -150,14 +150,15 @@ class Journal:
                 os.replace(self.path, aside)
             return []
 
-    def _write(self, entries: Sequence[Entry]) -> None:
-        """Replace the file atomically (temp file, fsync, rename, fsync of the directory); none left: remove it."""
+    def _write(self, entries: Sequence[Entry], durable: bool = False) -> None:
+        """Replace the file atomically (temp file, fsync, rename); none left: remove it. `durable` also fsyncs
+        the directory, so the new list survives a power cut: needed before NVML steps run. A removal that a
+        power cut undoes only brings back an entry whose instances are recorded or gone, which recovery drops."""
         assert self.path is not None
         directory = self.path.parent
         if not entries:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-            _fsync_dir(directory)
             return
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".journal-")  # created 0600
         try:
@@ -170,7 +171,8 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(directory)
+        if durable:
+            _fsync_dir(directory)
 
 
 def _fsync_dir(directory: Path) -> None:
