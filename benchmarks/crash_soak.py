@@ -6,16 +6,17 @@ injected into recovery; after every recovery the node is checked. Prints a table
 
 The agent is `hami-mig device-plugin --backend sim --sim-state FILE --state-dir DIR` in its own process
 (tests/reliability/harness.py's ProcessNode) on 2 simulated A100-SXM4-80GB, between a fake API server
-(real HTTP) and a fake kubelet (real gRPC). Each cycle: running pods end at random, then the agent is
-killed in one of three ways: between two admissions; at a random moment (0-80 ms) of an Allocate; or
-just before an NVML call of the next (up to 6) Allocates: the k-th mutating one (create/destroy of a GI or
-CI, k in 1..4), or right between a CI and a GI operation (the 1st or 2nd GI destroy, or the 1st CI create).
-Then it is started again until it stays up; when there is something to recover (a journal entry or a GPU
-instance without compute instance), each restart mostly first gets NVML failures injected into the calls
-recovery makes (destroy of a CI or GI, create of a CI; UNKNOWN, GPU_IS_LOST, INSUFFICIENT_RESOURCES or
-IN_USE; at most 3 not yet fired at a time), and is often killed itself before its k-th mutating call (k in
-1..3), i.e. in the middle of its recovery. Once it is up (its first reconcile runs before it registers)
-the node is checked:
+(real HTTP) and a fake kubelet (real gRPC). Each cycle: running pods end (each with probability 0.4),
+one pod may be admitted, then the agent is killed in one of three ways: between two admissions; at a
+random moment (0-80 ms) of an Allocate; or just before an NVML call of the next (up to 6) Allocates: the
+k-th mutating one (create/destroy of a GI or CI, k in 1..4), or right between a CI and a GI operation
+(the 1st or 2nd GI destroy, or the 1st CI create). Then it is started again until it stays up; when
+there is something to recover (a journalled instance that exists, or a GPU instance without compute
+instance), each restart mostly first gets NVML failures injected into the calls its recovery will make
+(destroy of a CI or GI, create of a CI; UNKNOWN, GPU_IS_LOST, INSUFFICIENT_RESOURCES or IN_USE; at most
+3 not yet fired at a time), and is often killed itself before its k-th mutating call (k in 1..3), i.e.
+in the middle of its recovery. Once it is up (its first reconcile runs before it registers) the node is
+checked:
 
 * in-use lost: a live pod's MIG UUID missing, or at another placement; must be 0.
 * leaked instances: an instance no live pod holds, at a placement that was not free capacity just before
@@ -30,6 +31,7 @@ the node is checked:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -55,8 +57,8 @@ from tests.reliability.harness import ProcessNode  # noqa: E402
 
 GPUS = "A100-SXM4-80GB:2"
 MAX_PENDING_FAULTS = 3
+FINISH = 0.4  # chance that a running pod ends in a cycle
 ARMED_ADMISSIONS = 6  # admissions an armed agent gets to reach its crash point before it is killed anyway
-FAULT_CALLS = ("destroy_gi", "destroy_ci", "create_ci")  # the calls recovery makes
 FAULT_ERRORS = {
     "UNKNOWN": pynvml.NVML_ERROR_UNKNOWN,
     "GPU_IS_LOST": pynvml.NVML_ERROR_GPU_IS_LOST,
@@ -100,20 +102,41 @@ class CrashSoak(Soak):
         self.died(10)
         self.node.kill_agent()  # reap
 
-    def recovery_work(self) -> bool:
-        """Whether the restart has something to recover: a journal entry, or a GPU instance without CI."""
+    def recovery_work(self) -> tuple[str, ...]:
+        """The NVML calls the restart's recovery will make: destroys for journalled instances that exist,
+        and a destroy or a CI create for each GPU instance without compute instance."""
+        calls: set[str] = set()
+        if self.node.gis_without_ci():
+            calls |= {"destroy_gi", "create_ci"}
         journal = self.node.state_dir / "allocate-journal.json"
-        return journal.exists() or bool(self.node.gis_without_ci())
+        if journal.exists():
+            devices = {d.uuid: d for d in self.node.backend.devices()}
+            for entry in json.loads(journal.read_text()).get("entries", []):
+                for c in entry["creates"]:
+                    dev = devices.get(c["gpu_uuid"])
+                    hw = dev.find(c["profile"], c["start"]) if dev is not None else None
+                    if hw is not None:
+                        calls |= {"destroy_ci", "destroy_gi"} if hw.compute else {"destroy_gi"}
+        return tuple(sorted(calls))
 
-    def inject_faults(self) -> int:
-        """NVML failures for the calls recovery makes, up to 3 pending at a time; how many were set."""
+    def inject_faults(self, calls: tuple[str, ...]) -> int:
+        """NVML failures for those calls, up to 3 pending at a time; how many were set."""
         room = MAX_PENDING_FAULTS - self.node.sim.pending_failures()
         n = self.rng.randint(1, room) if room > 0 else 0
         for _ in range(n):
-            kind, error = self.rng.choice(FAULT_CALLS), self.rng.choice(sorted(FAULT_ERRORS))
+            kind, error = self.rng.choice(calls), self.rng.choice(sorted(FAULT_ERRORS))
             self.node.sim.fail(kind, 1, FAULT_ERRORS[error])
             self.faults[f"  {kind} {error}"] += 1
         return n
+
+    def finish_some(self) -> None:
+        """Each running pod ends with probability FINISH: the node keeps room, so Allocates reshape."""
+        for name in sorted(self.live):
+            if self.rng.random() < FINISH:
+                del self.live[name]
+                self.node.api.set_pod_phase("default", name, "Succeeded")
+                self.completed.append(name)
+        super().finish_some()
 
     # -- one cycle ------------------------------------------------------------------------------
     def admit_next(self) -> bool:
@@ -170,8 +193,8 @@ class CrashSoak(Soak):
         injected = 0
         for _ in range(6):
             work = self.recovery_work()
-            if self.rng.random() < (0.9 if work else 0.2):
-                injected += self.inject_faults()
+            if work and self.rng.random() < 0.9:
+                injected += self.inject_faults(work)
             if self.rng.random() < (0.6 if work else 0.2):
                 if not self.start(crash_before=f"mutating:{self.rng.randint(1, 3)}"):
                     self.kills["before an NVML step, in recovery after a restart"] += 1
