@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ProcessNode
+from .harness import ARGS, ProcessNode, prepare
 
-ARGS = ("--policy", "best-fit", "--geometries", "any")
 TABLE: list[str] = []
 
 
@@ -30,22 +29,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessNode]:
         yield n
     finally:
         n.close()
-
-
-def prepare(node: ProcessNode) -> tuple[str, dict[str, tuple[str, int]]]:
-    """A 3g.40gb in use, three free 1g.10gb after their pods finished: a 30 GB pod must reshape."""
-    node.start_agent()
-    node.submit("keep", 30000)
-    ok, keep = node.admit("keep")
-    assert ok, keep
-    for i in range(3):
-        node.submit(f"s{i}", 8000)
-        assert node.admit(f"s{i}")[0]
-    for i in range(3):
-        node.finish(f"s{i}")
-    before = node.instances()
-    assert len(before) == 4
-    return keep, before
 
 
 def check_after_restart(node: ProcessNode, keep: str, before: dict[str, tuple[str, int]], ok: bool) -> str:

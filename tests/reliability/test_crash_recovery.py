@@ -14,8 +14,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from .harness import ProcessNode
-from .test_crash import ARGS, prepare
+from .harness import ARGS, ProcessNode, prepare
 
 Place = tuple[str, int]
 
