@@ -124,6 +124,7 @@ class Recovery:
         self.config = config
         self.stats = stats
         self.unfinished = True  # no pass finished yet, or the last one left work: reconcile within RETRY_SOON_S
+        self._told: set[tuple[str, tuple[Create, ...]]] = set()  # waiting entries already logged
 
     def run(self, inv: Inventory, pods: Sequence[Any], reread: Callable[[], Inventory]) -> bool:
         """Repair what needs it; True when the GPUs changed. Whatever fails is retried within the pass and
@@ -185,7 +186,8 @@ class Recovery:
                 log.warning("recovery: removed %s, created for %s by an Allocate that did not finish",
                             ", ".join(f"{o.profile}@{o.start} on GPU {o.gpu_index}" for o in plan.destroys),
                             entry.pod)
-            if plan.waiting:
+            if plan.waiting and (entry.id, plan.waiting) not in self._told:
+                self._told.add((entry.id, plan.waiting))
                 log.warning("recovery: %s, created for %s by an Allocate that did not finish, cannot be checked "
                             "or is in use now; kept in the journal", ", ".join(c.label() for c in plan.waiting),
                             entry.pod)
