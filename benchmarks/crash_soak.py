@@ -59,6 +59,7 @@ GPUS = "A100-SXM4-80GB:2"
 MAX_PENDING_FAULTS = 3
 FINISH = 0.4  # chance that a running pod ends in a cycle
 ARMED_ADMISSIONS = 6  # admissions an armed agent gets to reach its crash point before it is killed anyway
+ARMED_RESTARTS = 3  # restarts per cycle that may be killed in their recovery
 FAULT_ERRORS = {
     "UNKNOWN": pynvml.NVML_ERROR_UNKNOWN,
     "GPU_IS_LOST": pynvml.NVML_ERROR_GPU_IS_LOST,
@@ -79,18 +80,21 @@ class CrashSoak(Soak):
     faults: Counter[str] = field(default_factory=Counter)
     unclean_cycles: list[int] = field(default_factory=list)
     stuck_starts: int = 0
+    failed_starts: list[str] = field(default_factory=list)  # unarmed starts that did not come up
 
     # -- the agent -------------------------------------------------------------------------------
     def start(self, crash_before: str | None = None) -> bool:
-        """Start the agent; False when it died before registering (an armed crash in its recovery)."""
+        """Start the agent; False when it died before registering (an armed crash in its recovery) or hung."""
         began = time.monotonic()
         try:
             self.node.start_agent(crash_before=crash_before, timeout=60)
-        except RuntimeError:
+        except RuntimeError as exc:
             exited = self.node.proc is not None and self.node.proc.poll() is not None
             self.node.kill_agent()
             if not exited:
                 self.stuck_starts += 1
+            if crash_before is None:  # nothing armed: the agent itself failed to start
+                self.failed_starts.append(f"cycle {self.cycle}: {str(exc)[-400:]}")
             return False
         if crash_before is None:
             self.start_s.append(time.monotonic() - began)
@@ -191,19 +195,21 @@ class CrashSoak(Soak):
     def restart_until_up(self, free_before: set[Placement], killed_at: float) -> None:
         """Start the agent until it stays up (faults injected, killed during recovery at random), then check."""
         injected = 0
-        for _ in range(6):
+        armed = ARMED_RESTARTS
+        while True:
             work = self.recovery_work()
             if work and self.rng.random() < 0.9:
                 injected += self.inject_faults(work)
-            if self.rng.random() < (0.6 if work else 0.2):
+            if armed and self.rng.random() < (0.6 if work else 0.2):
+                armed -= 1
                 if not self.start(crash_before=f"mutating:{self.rng.randint(1, 3)}"):
                     self.kills["before an NVML step, in recovery after a restart"] += 1
                     continue
                 self.node.stop_agent()  # it recovered without reaching the armed step: start it unarmed
             if self.start():
                 break
-        else:
-            raise RuntimeError("the agent did not start 6 times in a row")
+            if len(self.failed_starts) > 5:
+                raise RuntimeError("the agent failed to start:\n" + "\n".join(self.failed_starts))
         now = self.instances()
         gis = self.node.gis_without_ci()
         self.recover_s.append(time.monotonic() - killed_at)
@@ -278,6 +284,7 @@ def report(soak: CrashSoak, elapsed: float, args: argparse.Namespace) -> str:
         ("  the start that stayed up (process start -> registered): p50 / max",
          f"{percentile(soak.start_s, 50):.2f} / {max(soak.start_s, default=math.nan):.2f}", ""),
         ("agent starts that hung (no registration, no exit, 60 s)", str(soak.stuck_starts), "0"),
+        ("unarmed agent starts that failed", str(len(soak.failed_starts)), "0"),
     ]
     widths = [max(len(r[i]) for r in [("measurement", "value", "target"), *rows]) for i in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
@@ -292,6 +299,7 @@ def report(soak: CrashSoak, elapsed: float, args: argparse.Namespace) -> str:
         lines.append(f"  new unheld instance {uuid} {placement} ({when}; {who})")
     if soak.lost:
         lines.append("lost: " + ", ".join(sorted(soak.lost)))
+    lines += soak.failed_starts
     return "\n".join(lines)
 
 
