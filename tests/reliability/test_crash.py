@@ -2,8 +2,9 @@
 
 Each step is a mutating NVML call (destroy CI, destroy GI, create GI, create CI) or the API write
 that records the allocation. After the restart: every instance a live pod holds is intact (same
-placement, same MIG UUID); no orphan instance remains (only recorded ones and the free instances
-that were there before); the pod either got its instance or failed cleanly; a new pod is admitted.
+placement, same MIG UUID); no orphan instance remains (only recorded ones, and free ones at placements
+that held free instances before); no GPU instance is left without its compute instance; the pod either
+got its instance or failed cleanly; a new pod is admitted.
 """
 
 from __future__ import annotations
