@@ -104,14 +104,16 @@ def test_one_fault_in_recovery_is_retried_in_the_same_pass(node: ProcessNode) ->
 
 # Every crash point between a CI and a GI operation of the reshape prepare() forces (destroy three free
 # 1g.10gb: CI, then GI; then create the 3g.40gb: GI, then CI), alone or followed by a second crash inside the
-# recovery of the restart (completing a GI: before its CI; destroying one: before its GI).
+# recovery of the restart: before the CI create that completes a free 1g.10gb GPU instance (the planner,
+# best-fit over any layout, would give it to a 10 GB pod), or before the GI destroy that removes the
+# journalled 3g.40gb one.
 CUTS = [
     ("create_ci:1", None),
     ("destroy_gi:1", None),
     ("destroy_gi:2", None),
     ("destroy_gi:3", None),
     ("destroy_gi:1", "create_ci:1"),
-    ("destroy_gi:3", "destroy_gi:1"),
+    ("destroy_gi:3", "create_ci:1"),
     ("create_ci:1", "destroy_gi:1"),
 ]
 
@@ -128,7 +130,8 @@ def test_no_gpu_instance_without_compute_instance_after_reconcile(node: ProcessN
     node.kill_agent()
     assert node.gis_without_ci(), f"crashing before {cut} should leave a GPU instance without compute instance"
     if in_recovery is not None:
-        start_maybe_crashing(node, in_recovery)
+        assert start_maybe_crashing(node, in_recovery), f"recovery should have been killed before {in_recovery}"
+        assert node.gis_without_ci(), "the crash inside recovery should leave the GPU instance without CI"
     node.start_agent()
     assert node.gis_without_ci() == [], f"left after reconcile: {node.gis_without_ci()}"
     assert node.instances().get(keep) == before[keep], "the running pod's instance moved or vanished"
