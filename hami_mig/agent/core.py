@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
+from hami_mig.agent.badpods import fail_broken
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.events import EventPoster
 from hami_mig.agent.hami_lock import mark_bind_failed, pod_allocation_done, release_node_lock
 from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
-from hami_mig.agent.journal import Journal, orphans
+from hami_mig.agent.journal import Journal
 from hami_mig.agent.node import gpumem_capacity, node_annotations
 from hami_mig.agent.operability import Operability
 from hami_mig.agent.records import INSTANCES_ANNOTATION, holdings, unreadable_records
+from hami_mig.agent.recovery import Recovery
 from hami_mig.agent.snapshot import NodeSnapshot
 from hami_mig.agent.view import build_snapshot
 from hami_mig.kube.client import KubeClient
@@ -95,6 +97,7 @@ class Agent:
         self._nvml_ok = False
         self.history: list[Outcome] = []  # the last 20 successful allocations (demo, debugging)
         self.journal = Journal(config.state_dir)
+        self.recovery = Recovery(backend, self.journal, self.geos, config, self.stats)
         self._free_since: dict[str, float] = {}  # MIG UUID -> when it was first seen free (idle release)
         kwargs: dict[str, Any] = {} if kubelet_dir is None else {"kubelet_dir": kubelet_dir}
         # HAMi's resourceCountName (nvidia.com/gpu unless the device-config renames it) is what we register.
@@ -144,7 +147,7 @@ class Agent:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.config.reconcile_interval_s)
+            self._wake.wait(self.recovery.next_wait(self.config.reconcile_interval_s))
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -188,8 +191,14 @@ class Agent:
             return answer(outcome, self.config)
 
     def _ports(self) -> Ports:
-        return Ports(list_pods=self._list_pods, inventory=self._inventory, apply=self._apply,
+        return Ports(list_pods=self._pods_for_allocate, inventory=self._inventory, apply=self._apply,
                      patch_pod=self._patch_pod, prepare=self.ops.prepare, journal=self.journal)
+
+    def _pods_for_allocate(self) -> list[Any]:
+        """The node's pods, once HAMi pods with a corrupt devices annotation are failed (raises for this call's own)."""
+        pods = self._list_pods()
+        fail_broken(pods, self.kube, self.config.node_name, self.events, admitting=True)
+        return pods
 
     def _list_pods(self) -> list[Any]:
         try:
@@ -284,6 +293,8 @@ class Agent:
             except ApiError as exc:
                 log.warning("reconcile: API server unreachable (%s); GPUs stay as they are", exc)
                 pods = None
+            if pods is not None:
+                fail_broken(pods, self.kube, self.config.node_name, self.events, admitting=False)
             self.ops.refresh_node()
             try:
                 inv = self._inventory(pods or [])
@@ -297,31 +308,12 @@ class Agent:
                     inv = self._inventory(pods or [])
             if pods is not None:
                 self._check_records(inv)
-                if self._recover(inv) or self._release_idle(inv):
+                if self.recovery.run(inv, pods, lambda: self._inventory(pods)) or self._release_idle(inv):
                     with contextlib.suppress(HardwareError):
                         inv = self._inventory(pods)
             self.ops.sync_cdi(inv)
             self._update(inv, pods or [])
             self._publish(inv)
-
-    def _recover(self, inv: Inventory) -> bool:
-        """Finish an Allocate the agent died in: destroy what it created that no pod records."""
-        entry = self.journal.pending()
-        if entry is None:
-            return False
-        ops = orphans(entry, inv.devices, set(inv.held))
-        if ops:
-            try:
-                self.backend.apply(ops, tuple(inv.held))
-            except (ApplyError, HardwareError) as exc:
-                log.error("recovery: could not remove the unrecorded instances of %s: %s; retrying next pass",
-                          entry.get("pod"), exc)
-                return False
-            self.stats.count_reconcile_repair("orphan_destroyed")
-            log.warning("recovery: removed %s, created for %s by an Allocate that did not finish",
-                        ", ".join(f"{o.profile}@{o.start} on GPU {o.gpu_index}" for o in ops), entry.get("pod"))
-        self.journal.done()
-        return bool(ops)
 
     def _release_idle(self, inv: Inventory) -> bool:
         """With --idle-release-seconds: destroy free instances nobody has used for that long."""

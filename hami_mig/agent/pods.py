@@ -10,7 +10,7 @@ before it answers, so the next call never picks the same container twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from hami_mig.kube.annotations import (
     BIND_PHASE,
     DEVICES_TO_ALLOCATE,
     ContainerDevices,
+    PodDevices,
     decode_pod_devices,
     next_pending_container,
 )
@@ -51,27 +52,52 @@ def _created(pod: Any) -> tuple[float, str]:
     return (ts.timestamp() if ts is not None else 0.0, f"{pod.metadata.namespace}/{pod.metadata.name}")
 
 
-def hami_target(pods: Iterable[Any], n_devices: int) -> Target | None:
-    """The pod a HAMi scheduler is binding here, oldest first; raises InputError on a corrupt annotation."""
-    found: list[Target] = []
-    broken: InputError | None = None
+@dataclass(frozen=True)
+class BrokenPod:
+    """A pod a HAMi scheduler is binding here whose `vgpu-devices-to-allocate` cannot be read."""
+
+    pod: Any
+    error: InputError
+
+    @property
+    def key(self) -> str:
+        return f"{self.pod.metadata.namespace}/{self.pod.metadata.name}"
+
+    @property
+    def message(self) -> str:
+        return f"pod {self.key} {self.error}"
+
+
+def _binding(pods: Iterable[Any]) -> Iterator[tuple[Any, PodDevices | InputError]]:
+    """Each live pod a HAMi scheduler marked `bind-phase: allocating`, with its decoded devices annotation,
+    or the InputError that says why it cannot be read."""
     for pod in pods:
         ann = annotations_of(pod)
         if ann.get(BIND_PHASE) != "allocating" or not is_live(pod) or pod.metadata.deletion_timestamp:
             continue
         try:
-            devices = decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
-        except InputError as exc:  # one corrupt pod must not block every other pod on the node
-            broken = broken or InputError(f"pod {pod.metadata.namespace}/{pod.metadata.name} {exc.field}",
-                                          exc.value, exc.allowed)
+            yield pod, decode_pod_devices(ann.get(DEVICES_TO_ALLOCATE, ""))
+        except InputError as exc:
+            yield pod, exc
+
+
+def broken_hami_pods(pods: Iterable[Any]) -> list[BrokenPod]:
+    """HAMi pods being bound here with a corrupt devices annotation: no Allocate can serve them."""
+    return [BrokenPod(pod, devices) for pod, devices in _binding(pods) if isinstance(devices, InputError)]
+
+
+def hami_target(pods: Iterable[Any], n_devices: int) -> Target | None:
+    """The pod a HAMi scheduler is binding here, oldest first; pods with a corrupt annotation are skipped
+    (`broken_hami_pods`: the agent fails them once, visibly), so they never block the other pods."""
+    found: list[Target] = []
+    for pod, devices in _binding(pods):
+        if isinstance(devices, InputError):
             continue
         index = next_pending_container(devices)
         if index is None:
             continue
         found.append(Target(pod, index, "hami", devices[index]))
     if not found:
-        if broken is not None:
-            raise broken
         return None
     found.sort(key=lambda t: (len(t.chosen) != n_devices, _created(t.pod)))
     return found[0]
@@ -82,8 +108,8 @@ def standalone_target(pods: Iterable[Any], n_devices: int, names: ResourceNames 
     candidates: list[Target] = []
     for pod in pods:
         ann = annotations_of(pod)
-        if BIND_PHASE in ann and ann.get(BIND_PHASE) == "allocating":
-            continue  # a HAMi scheduler owns this pod
+        if ann.get(BIND_PHASE) in ("allocating", "failed"):
+            continue  # a HAMi scheduler owns this pod, or its bind failed: never served by a guess
         if getattr(pod.status, "phase", None) != "Pending" or pod.metadata.deletion_timestamp:
             continue
         done = pod_records(pod)
@@ -109,8 +135,9 @@ def standalone_target(pods: Iterable[Any], n_devices: int, names: ResourceNames 
 def find_target(pods: list[Any], n_devices: int, names: ResourceNames = DEFAULT_NAMES) -> Target:
     target = hami_target(pods, n_devices) or standalone_target(pods, n_devices, names)
     if target is None:
+        skipped = "".join(f"; skipped {b.message}" for b in broken_hami_pods(pods))
         raise NoTargetError(
             f"no pod on this node is waiting for {n_devices} nvidia.com/gpu device(s): neither a HAMi-scheduled pod "
-            f"({BIND_PHASE}=allocating) nor a pending pod whose next GPU container asks for {n_devices}"
+            f"({BIND_PHASE}=allocating) nor a pending pod whose next GPU container asks for {n_devices}{skipped}"
         )
     return target

@@ -35,6 +35,7 @@ from .protocol import (
 from .registration import DEFAULT_BACKOFF, Backoff, RegistrationError, register_request, register_with_kubelet
 from .rpc import add_device_plugin_servicer
 from .servicer import DevicePluginServicer, StreamTracker
+from .sockfile import bind_private
 
 logger = logging.getLogger(__name__)
 
@@ -229,12 +230,10 @@ class DevicePluginServer:
         )
         server = grpc.aio.server()
         add_device_plugin_servicer(servicer, server)
-        try:
-            server.add_insecure_port(unix_address(self._socket_path))
-        except RuntimeError as error:
+        try:  # never reachable at its path with a looser mode than asked, whatever the umask
+            bind_private(self._socket_path, self._socket_mode, lambda p: server.add_insecure_port(unix_address(p)))
+        except (RuntimeError, OSError) as error:
             raise SocketPathError(f"cannot bind {self._socket_path}: {error}") from error
-        # The socket exists from bind on but accepts nothing before start(): tighten it in between.
-        os.chmod(self._socket_path, self._socket_mode)
         await server.start()
         self._server, self._servicer = server, servicer
         self._socket_id = _identity(self._socket_path)

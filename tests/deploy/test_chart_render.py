@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "minimal-capabilities": {"securityContext": {"privileged": False}, "runtimeClassName": "nvidia"},
     "sim-demo": {"agent": {"backend": "sim", "simGpus": "A100-SXM4-40GB:2", "simState": "/var/lib/hami-mig/sim.json"}},
     "no-host-network": {"hostNetwork": False, "metrics": {"hostPort": 31993, "service": {"headless": False}}},
+    "metrics-on-loopback": {"metrics": {"host": "127.0.0.1"}},
     "existing-configmaps": {
         "deviceConfig": {"create": False, "existingConfigMap": "hami-scheduler-device"},
         "nodeConfig": {"create": False, "existingConfigMap": "hami-device-plugin"},
@@ -255,8 +256,7 @@ def test_default_mounts(render: Render) -> None:
 # `hami-mig device-plugin` options the chart deliberately sets from no value: the downward API, the in-cluster
 # service account, fixed paths of the mounted ConfigMaps, the default bind address (extraArgs can change it), and
 # --proc-root: hostPID makes the container's own /proc the host's process table, so the default is right.
-NOT_FROM_VALUES = {"command", "func", "node_name", "kubeconfig", "device_config", "node_config", "metrics_host",
-                   "proc_root"}
+NOT_FROM_VALUES = {"command", "func", "node_name", "kubeconfig", "device_config", "node_config", "proc_root"}
 MIG_MINORS = "/host/proc/driver/nvidia-caps/mig-minors"
 
 
@@ -275,6 +275,7 @@ def expected_options(overrides: dict[str, Any]) -> dict[str, Any]:
         "policy": agent["policy"],
         "geometries": agent["geometries"],
         "metrics_port": agent["metricsPort"],
+        "metrics_host": metrics["host"] or "0.0.0.0",
         "cdi": cdi["enabled"],
         "cdi_dir": cdi["dir"] if cdi["enabled"] else "/var/run/cdi",
         "cdi_base_spec": cdi["baseSpec"] if cdi["enabled"] else "",
@@ -541,6 +542,23 @@ def test_metrics_service(render: Render) -> None:
     assert only(moved, "Service")["spec"]["ports"][0]["port"] == 9400
     assert args_of(moved)["--metrics-port"] == "9400"
     assert agent_container(moved)["ports"][0]["containerPort"] == 9400
+
+
+def test_metrics_host(render: Render) -> None:
+    """Every address by default (probes to the pod IP); a loopback address moves the probes there."""
+    default = agent_container(render())
+    assert "--metrics-host" not in args_of(render())
+    assert "host" not in default["livenessProbe"]["httpGet"]
+    local = render({"metrics": {"host": "127.0.0.1"}})
+    assert args_of(local)["--metrics-host"] == "127.0.0.1"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert agent_container(local)[probe]["httpGet"]["host"] == "127.0.0.1"
+    assert "host" not in agent_container(render({"metrics": {"host": "10.0.0.7"}}))["livenessProbe"]["httpGet"]
+
+
+def test_loopback_metrics_without_host_network_fails_clearly(chart: Any, helm: Any) -> None:
+    with pytest.raises(helm.HelmError, match=r"metrics\.host 127\.0\.0\.1 needs hostNetwork: true"):
+        chart.render({"metrics": {"host": "127.0.0.1"}, "hostNetwork": False}, name="x")
 
 
 def test_service_monitor_only_when_enabled(render: Render) -> None:

@@ -19,6 +19,7 @@ from hami_mig.testing.fake_kubelet import FakeKubelet
 from hami_mig.testing.nvmlsim import CRASH_ENV, NvmlSim
 
 RESOURCE = "nvidia.com/gpu"
+ARGS = ("--policy", "best-fit", "--geometries", "any")  # the crash tests' planner: any layout, best fit
 
 
 class ProcessNode:
@@ -109,6 +110,11 @@ class ProcessNode:
         return {hw.mig_uuid: (hw.profile, hw.start) for d in self.backend.devices() for hw in d.instances
                 if hw.mig_uuid}
 
+    def gis_without_ci(self) -> list[tuple[int, str, int]]:
+        """(GPU index, profile, start) of every GPU instance that has no compute instance (no MIG device)."""
+        return [(d.index, hw.profile, hw.start) for d in self.backend.devices() for hw in d.instances
+                if not hw.compute]
+
     def records(self) -> dict[str, str]:
         """MIG UUID -> pod name for every pod that is not finished."""
         out: dict[str, str] = {}
@@ -123,3 +129,20 @@ class ProcessNode:
 
     def pod(self, name: str) -> dict[str, Any]:
         return self.api.get_pod("default", name)
+
+
+def prepare(node: ProcessNode) -> tuple[str, dict[str, tuple[str, int]]]:
+    """A 3g.40gb in use, three free 1g.10gb after their pods finished: a 30 GB pod must reshape.
+    Returns the running pod's MIG UUID and every instance (MIG UUID -> profile, start)."""
+    node.start_agent()
+    node.submit("keep", 30000)
+    ok, keep = node.admit("keep")
+    assert ok, keep
+    for i in range(3):
+        node.submit(f"s{i}", 8000)
+        assert node.admit(f"s{i}")[0]
+    for i in range(3):
+        node.finish(f"s{i}")
+    before = node.instances()
+    assert len(before) == 4
+    return keep, before

@@ -7,17 +7,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pynvml
 import pytest
 
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.records import INSTANCES_ANNOTATION
-from hami_mig.kube.annotations import BIND_PHASE, DEVICES_TO_ALLOCATE, NODE_REGISTER
+from hami_mig.kube.annotations import BIND_PHASE, DEVICES_TO_ALLOCATE, NODE_LOCK, NODE_REGISTER
+from hami_mig.kube.nodelock import NodeLock
 from hami_mig.testing.cluster import SimCluster
 
 NODE = "faults"
-ROWS: list[str] = []
+ROWS: list[str] = []  # one per fault injected
+
+
+@dataclass
+class Tally:
+    """What the checks found, summed over the faults: the summary line under the table is printed from it."""
+
+    checked: int = 0  # faults after which the running pod's instance and every leak were checked
+    lost: int = 0  # a running pod's instance lost or moved
+    leaks: int = 0
+
+
+TALLY = Tally()
 
 
 @pytest.fixture
@@ -58,11 +72,14 @@ def busy_gpu(c: SimCluster) -> tuple[str, set[str]]:
 def check(c: SimCluster, keep: str, before: dict[str, tuple[str, int]], free_before: set[str], label: str,
           ok: bool) -> None:
     now = instances(c)
-    assert now.get(keep) == before[keep], f"{label}: the running pod's instance moved or vanished"
     # A free instance may come back under a new MIG UUID (a failed GI destroy re-creates its CI); what
     # must not appear is an unrecorded instance at a placement that was not free capacity before.
     free_places = {before[u] for u in free_before}
     leaks = {u: now[u] for u in set(now) - recorded(c) if now[u] not in free_places}
+    TALLY.checked += 1
+    TALLY.lost += now.get(keep) != before[keep]
+    TALLY.leaks += len(leaks)
+    assert now.get(keep) == before[keep], f"{label}: the running pod's instance moved or vanished"
     assert not leaks, f"{label}: instances nobody holds were left behind: {leaks}"
     ROWS.append(f"{label:<44} {'admitted' if ok else 'refused cleanly':<16} running pod intact, 0 leaks")
 
@@ -175,17 +192,22 @@ def test_unreadable_record_protects_every_instance(cluster: SimCluster) -> None:
 def test_corrupt_hami_pod_does_not_block_others(cluster: SimCluster) -> None:
     cluster.submit("broken", {"nvidia.com/gpumem": 8000},
                    annotations={BIND_PHASE: "allocating", DEVICES_TO_ALLOCATE: "GPU-x[1-,NVIDIA,;"})
+    cluster.api.patch_node(NODE, {"metadata": {"annotations": {NODE_LOCK: NodeLock.now("default", "broken").encode()}}})
     cluster.submit("fine", {"nvidia.com/gpumem": 8000})
-    # the kubelet admits the broken pod first and fails it; the next pod is unaffected
+    # the kubelet admits the broken pod (it holds HAMi's node lock) and fails it; the next pod is unaffected
     first = cluster.admit("broken")
     assert not first.ok and DEVICES_TO_ALLOCATE in first.error
+    assert cluster.api.get_pod("default", "broken")["metadata"]["annotations"][BIND_PHASE] == "failed"
     assert cluster.admit("fine").ok
     ROWS.append(f"{'a HAMi pod with a corrupt devices annotation':<44} {'refused cleanly':<16} other pods admitted")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def print_fault_table() -> Iterator[None]:
-    """After the module: the table docs/reliability.md shows, one row per fault test that ran (pytest -s)."""
+    """After the module: the table and summary line docs/reliability.md shows, one row per fault test that ran
+    (pytest -s)."""
     yield
     if ROWS:
         print("\n" + "\n".join(ROWS))
+        print(f"\nFaults injected: {len(ROWS)}. Checked after {TALLY.checked} of them: instances a running pod held "
+              f"that were lost or moved: {TALLY.lost}; leaks: {TALLY.leaks}.")

@@ -172,6 +172,17 @@ class SimCore:
             state.fail_rules.append(FailRule(match, nth, int(error), gpu))
             self.store.mark_dirty()
 
+    def clear_failures(self) -> None:
+        """Drop every pending `fail` rule (in every process sharing the state file)."""
+        with self.store.transaction() as state:
+            state.fail_rules.clear()
+            self.store.mark_dirty()
+
+    def pending_failures(self) -> int:
+        """How many `fail` rules have not fired yet (a test's check that its faults were reached)."""
+        with self.store.transaction() as state:
+            return len(state.fail_rules)
+
     def on_call(self, match: str, nth: int, action: Callable[[], None], gpu: int | None = None) -> None:
         """Run `action` just before the nth matching call (e.g. lose the GPU mid-plan). In-process only."""
         self.faults.add_hook(match, nth, action, gpu)
@@ -243,12 +254,17 @@ class SimCore:
                         return ci
         raise KeyError(f"no MIG device {mig_uuid} on the simulated node")
 
-    def add_instance(self, index: int, profile: str, start: int, pids: Iterable[int] = ()) -> str:
-        """Set up a pre-existing GI + full CI directly (bypasses faults and counts); returns its MIG UUID."""
+    def add_instance(self, index: int, profile: str, start: int, pids: Iterable[int] = (), *,
+                     compute: bool = True) -> str:
+        """Set up a pre-existing GI + full CI directly (bypasses faults and counts); returns its MIG UUID.
+        `compute=False`: the GI alone, as an interrupted create or destroy leaves it (returns "")."""
         with self.store.transaction() as state:
             gpu = state.gpus[index]
             prof = driver.model_of(gpu.model).profile(profile)
             gi = driver.create_gi(state, gpu, prof, start, prof.memory_slices)
+            if not compute:
+                self.store.mark_dirty()
+                return ""
             enum = next(e for e, s in driver.ci_profiles(prof).items() if s == prof.compute_slices)
             ci = driver.create_ci(state, gi, prof, enum)
             ci.processes = [[int(p), 512] for p in pids]
