@@ -7,10 +7,10 @@ import ctypes
 from dataclasses import dataclass
 from typing import Any
 
-from hami_mig.mig.catalogue import GpuModel, Profile
+from hami_mig.mig.catalogue import Profile
 from hami_mig.nvml import errors as E
-from hami_mig.nvml.device import GpuDevice, HwComputeInstance, HwInstance, MigMode, enable_hint
-from hami_mig.nvml.profiles import ci_profiles, decode, read_model
+from hami_mig.nvml.device import GpuDevice, MigMode
+from hami_mig.nvml.profiles import ci_profiles, decode
 
 MIB = 1 << 20
 MIG_ENABLE = 1
@@ -113,41 +113,6 @@ def compute_instances(nvml: Any, gi: Any) -> list[tuple[Any, Any, Any]]:
     return sorted(out, key=lambda c: int(c[1].id))
 
 
-def hw_instances(nvml: Any, handle: Any, model: GpuModel) -> tuple[HwInstance, ...]:
-    """Every GI with its CIs, each CI matched to its MIG device UUID, memory and processes."""
-    devices = mig_devices(nvml, handle)
-    out: list[HwInstance] = []
-    for profile in model.profiles:
-        for gi, info in gpu_instances(nvml, handle, profile):
-            gi_id = int(info.id)
-            cis = []
-            for _ci, cinfo, pinfo in compute_instances(nvml, gi):
-                dev = devices.get((gi_id, int(cinfo.id)))
-                cis.append(
-                    HwComputeInstance(
-                        ci_id=int(cinfo.id),
-                        profile_id=int(pinfo.id),
-                        compute_slices=int(pinfo.sliceCount),
-                        mig_uuid=dev.uuid if dev else None,
-                        memory_mib=dev.memory_mib if dev and dev.memory_mib is not None else profile.memory_mib,
-                        processes=dev.processes if dev else None,
-                    )
-                )
-            out.append(
-                HwInstance(
-                    profile=profile.name,
-                    start=int(info.placement.start),
-                    size=int(info.placement.size),
-                    gi_id=gi_id,
-                    profile_id=int(info.profileId),
-                    compute_slices=profile.compute_slices,
-                    memory_mib=profile.memory_mib,
-                    compute=tuple(cis),
-                )
-            )
-    return tuple(sorted(out, key=lambda i: (i.start, i.profile)))
-
-
 def total_memory_mib(nvml: Any, handle: Any) -> int:
     try:
         return int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // MIB
@@ -155,28 +120,6 @@ def total_memory_mib(nvml: Any, handle: Any) -> int:
         if E.nvml_code(exc) != E.NO_PERMISSION:
             raise
         return 0
-
-
-def read_gpu(nvml: Any, index: int, model: GpuModel | None = None) -> GpuDevice:
-    """One GPU. `model` is a cached profile table (it is fixed while MIG mode is on); read when None."""
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
-    uuid = decode(nvml.nvmlDeviceGetUUID(handle))
-    name = decode(nvml.nvmlDeviceGetName(handle))
-    memory = total_memory_mib(nvml, handle)
-    mode, active = mig_mode(nvml, handle)
-    node = numa_node(nvml, handle)
-    if not active:
-        message = enable_hint(index)
-        if mode == "pending":
-            message = (f"MIG mode change is pending on GPU {index}: reset the GPU (`nvidia-smi -i {index} -r`) "
-                       "or reboot the node; hami-mig never resets a GPU")
-        return GpuDevice(index, uuid, name, memory, mode, node, message=message)
-    if model is None:
-        model = read_model(nvml, handle, name, memory)
-    message = ""
-    if mode == "pending":
-        message = f"MIG mode will be disabled on GPU {index} at the next reset; hami-mig keeps using it until then"
-    return GpuDevice(index, uuid, name, memory, mode, node, model, hw_instances(nvml, handle, model), message)
 
 
 def unreadable_gpu(nvml: Any, index: int, exc: BaseException) -> GpuDevice:
