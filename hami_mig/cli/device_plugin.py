@@ -65,6 +65,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ignore-gpu-operator", action="store_true",
                    help="manage MIG even on nodes the GPU Operator's MIG manager labels (nvidia.com/mig.config ...)")
     p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--nvml-resync-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="re-read every GPU in full this often, to notice what others changed (another tool, a GPU "
+                   "reset); in between the agent keeps its own picture current and checks only the GPUs an "
+                   "Allocate touches (default 30; 0: never)")
     p.add_argument("--state-dir", default="/var/lib/hami-mig",
                    help="where the allocate journal lives, so a crash mid-Allocate leaves no orphan instance "
                         "(default /var/lib/hami-mig; a hostPath in the chart)")
@@ -102,6 +106,9 @@ def load_device_config(path: str | None) -> DeviceConfig:
 def build_config(args: argparse.Namespace) -> AgentConfig:
     if not args.node_name:
         raise CliError("--node-name: not given and $NODE_NAME is empty; set it from the downward API")
+    if not args.nvml_resync_interval >= 0:
+        raise CliError(f"--nvml-resync-interval: {args.nvml_resync_interval:g} is not allowed; give 0 (never) or "
+                       "a number of seconds", EXIT_BAD_INPUT)
     try:
         device_config = load_device_config(args.device_config)
         text = _read(args.node_config, "--node-config") if args.node_config else ""
@@ -116,7 +123,8 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         node_name=args.node_name, device_config=device_config, mode=mode, split_count=node.device_split_count,
         filter_uuids=node.filter_uuids, filter_indices=node.filter_indices, policy=args.policy,
         geometries=args.geometries, names=names, cdi=args.cdi, allocate_timeout_s=args.allocate_timeout,
-        reconcile_interval_s=args.reconcile_interval, events=not args.no_events, state_dir=args.state_dir,
+        reconcile_interval_s=args.reconcile_interval, nvml_resync_interval_s=args.nvml_resync_interval,
+        events=not args.no_events, state_dir=args.state_dir,
         idle_release_s=args.idle_release_seconds,
         gpu_modes=node.gpu_modes if args.node_config and _listed(text, args.node_name) else (),
         cdi_dir=args.cdi_dir, cdi_base_spec=args.cdi_base_spec, mig_minors_path=args.mig_minors,
@@ -177,5 +185,5 @@ def settle_heap() -> None:
 def start_metrics(agent: Agent, stats: AgentStats | None, host: str, port: int, *, legacy: bool = True,
                   v29: bool = True) -> MetricsServer:
     """Serve /metrics, /healthz and /readyz for the agent (the agent's own snapshot and counters)."""
-    registry = build_registry(agent.snapshot, stats, legacy=legacy, v29=v29)
+    registry = build_registry(agent.current_snapshot, stats, legacy=legacy, v29=v29)  # a scrape never waits
     return MetricsServer(registry, port=port, host=host, ready_fn=agent.ready).start()
