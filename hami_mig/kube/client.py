@@ -14,6 +14,7 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 from hami_mig.errors import HamiMigError
+from hami_mig.kube.corev1 import CoreV1
 from hami_mig.kube.errors import api_call
 from hami_mig.kube.podwatch import PodWatch
 
@@ -84,7 +85,7 @@ class KubeClient:
         node_name: str = "",
     ) -> None:
         self.api_client = api_client
-        self.core = client.CoreV1Api(api_client)
+        self.core = CoreV1(api_client)  # the calls below, without importing the whole generated CoreV1Api
         self.timeouts = timeouts or Timeouts()
         self.component = component
         self.node_name = node_name
