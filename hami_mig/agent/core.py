@@ -13,6 +13,7 @@ from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.events import EventPoster
 from hami_mig.agent.hami_lock import mark_bind_failed, release_node_lock
+from hami_mig.agent.heap import trim_heap
 from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
 from hami_mig.agent.journal import Journal, orphans
 from hami_mig.agent.node import gpumem_capacity, node_annotations
@@ -100,6 +101,9 @@ class Agent:
         self._shown_seq = 0
         self._changes = 0  # Allocates so far (each may change GPUs or records)
         self._shown_changes = 0  # how many of them the published snapshot reflects
+        self._allocate_pods: list[Any] = []  # what the running Allocate listed, and the pod it patched
+        self._patched: Any = None
+        self._pods_after: tuple[int, list[Any]] | None = None  # the pods as the last Allocate left them
         self._api_ok = False
         self._api_problem = "API server not reachable"
         self._nvml_ok = False
@@ -187,6 +191,7 @@ class Agent:
                 if target is not None and target.mode == "hami":
                     mark_bind_failed(self.kube, target.pod, str(exc))
                     release_node_lock(self.kube, self.config.node_name, target.pod)
+                self._patched, self._allocate_pods = None, []
                 self._changed()  # a failed change may have re-read GPUs
                 raise
             self.stats.observe_allocate(outcome.seconds, "reused" if not outcome.reshaped else "allocated")
@@ -197,14 +202,22 @@ class Agent:
             if outcome.target.mode == "hami":
                 release_node_lock(self.kube, self.config.node_name, outcome.target.pod)
             # The snapshot (metrics, demo) and the advertised list are refreshed after the kubelet has its
-            # answer, by a thread that does not hold up the next Allocate.
-            self._changed()
+            # answer, by a thread that does not hold up the next Allocate, from the pods this Allocate listed.
+            patched, listed = self._patched, self._allocate_pods
+            self._patched, self._allocate_pods = None, []  # one list alive at a time: less heap to keep
+            uid = getattr(getattr(patched, "metadata", None), "uid", None)
+            self._changed([patched if uid and p.metadata.uid == uid else p for p in listed])
             return answer(outcome, self.config)
 
     def _ports(self) -> Ports:
-        return Ports(list_pods=self._list_pods, inventory=self._inventory, apply=self._apply,
+        return Ports(list_pods=self._allocate_list_pods, inventory=self._inventory, apply=self._apply,
                      patch_pod=self._patch_pod, prepare=self.ops.prepare, journal=self.journal,
                      verify=self._verify, outside_change=self.inventory.outside_change_seen)
+
+    def _allocate_list_pods(self) -> list[Any]:
+        self._patched = None
+        self._allocate_pods = self._list_pods()
+        return self._allocate_pods
 
     def _list_pods(self) -> list[Any]:
         try:
@@ -290,15 +303,17 @@ class Agent:
     def _patch_pod(self, pod: Any, annotations: dict[str, str | None]) -> None:
         meta = pod.metadata
         try:
-            self.kube.patch_pod_annotations(meta.namespace, meta.name, annotations,
-                                            resource_version=meta.resource_version)
+            self._patched = self.kube.patch_pod_annotations(meta.namespace, meta.name, annotations,
+                                                            resource_version=meta.resource_version)
         except ApiError as exc:
             self.stats.count_api_error(type(exc).__name__)
             raise
 
-    def _changed(self) -> None:
+    def _changed(self, pods: list[Any] | None = None) -> None:
+        """An Allocate ended; `pods`: the node's pods as it left them (the refresher then need not list them)."""
         with self._view:
             self._changes += 1
+            self._pods_after = (self._changes, pods) if pods is not None else None
         self._stale.set()
 
     def _refresh_loop(self) -> None:
@@ -316,14 +331,17 @@ class Agent:
         waits for it, and a scrape is served the last published picture meanwhile."""
         with self._view:
             changes = self._changes
+            known = self._pods_after[1] if self._pods_after and self._pods_after[0] == changes else None
+            self._pods_after = None
         try:
-            pods = self._list_pods()
+            pods = known if known is not None else self._list_pods()
             self._update(self._inventory(pods), pods, changes)
         except (ApiError, HardwareError) as exc:
             log.debug("refresh after Allocate skipped: %s", exc)
             with self._view:  # readers waiting for this picture get the previous one
                 self._shown_changes = max(self._shown_changes, changes)
                 self._view.notify_all()
+        trim_heap()  # the Allocate's pod lists are garbage now: give their pages back
 
     # -- reconcile -------------------------------------------------------------------------------
     def reconcile(self, resync: bool = True) -> None:

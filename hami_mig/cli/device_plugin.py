@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.core import Agent
+from hami_mig.agent.heap import one_arena, trim_heap
 from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CliError
 from hami_mig.cli.devices import add_backend_args, open_backend
 from hami_mig.errors import InputError
@@ -141,6 +142,7 @@ def _listed(text: str, node: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
+    one_arena()  # before any thread starts: one C heap, not one per thread (benchmarks/agent.py, memory)
     try:
         kube = KubeClient.from_environment(args.kubeconfig, node_name=config.node_name)
     except KubeConfigError as exc:
@@ -180,6 +182,7 @@ def settle_heap() -> None:
     collection walks them again, a 50 ms stall inside whichever Allocate triggers it (benchmarks/agent.py)."""
     gc.collect()
     gc.freeze()
+    trim_heap(force=True)  # and hand start-up's freed C heap back to the system
 
 
 def start_metrics(agent: Agent, stats: AgentStats | None, host: str, port: int, *, legacy: bool = True,
