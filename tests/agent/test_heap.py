@@ -9,10 +9,11 @@ import pytest
 from hami_mig.agent.heap import HeapTrimmer
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trims_at_most_once_per_interval_unless_forced() -> None:
     trim = HeapTrimmer(min_interval_s=3600)
-    assert trim.available
+    assert trim.available == (platform.libc_ver()[0] == "glibc")  # malloc_trim is glibc's
+    if not trim.available:
+        return
     assert trim() is True
     assert trim() is False  # within the interval
     assert trim(force=True) is True
