@@ -221,7 +221,8 @@ class Agent:
 
     def _list_pods(self) -> list[Any]:
         try:
-            pods = list(self.kube.list_node_pods(self.config.node_name).pods)
+            # Pods that ended hold nothing and are never the one asking (the records' is_live): not listed.
+            pods = list(self.kube.list_node_pods(self.config.node_name, live_only=True).pods)
         except ApiError as exc:
             self._api_ok = False
             self._api_problem = "API server: access denied (check the RBAC rules)" if isinstance(

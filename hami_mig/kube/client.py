@@ -136,11 +136,13 @@ class KubeClient:
         return (self.timeouts.connect_s, self.timeouts.read_s)
 
     # --- pods -----------------------------------------------------------------------------------
-    def list_node_pods(self, node: str, *, label_selector: str | None = None) -> PodList:
-        """Pods bound to `node` in every namespace, with the list's resourceVersion."""
+    def list_node_pods(self, node: str, *, label_selector: str | None = None, live_only: bool = False) -> PodList:
+        """Pods bound to `node` in every namespace, with the list's resourceVersion; `live_only`: not those that
+        ended (Succeeded/Failed), which hold nothing."""
+        fields = f"spec.nodeName={node}" + (",status.phase!=Succeeded,status.phase!=Failed" if live_only else "")
         with api_call("list", "pods"):
             result = self.core.list_pod_for_all_namespaces(
-                field_selector=f"spec.nodeName={node}", label_selector=label_selector, _request_timeout=self._timeout
+                field_selector=fields, label_selector=label_selector, _request_timeout=self._timeout
             )
         version = result.metadata.resource_version if result.metadata is not None else None
         return PodList(tuple(result.items or ()), str(version or ""))

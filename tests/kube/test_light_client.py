@@ -67,3 +67,12 @@ def test_the_agent_loads_only_the_client_parts_it_uses() -> None:
     first, second = out.stdout.splitlines()
     assert first == "[]"
     assert second.startswith("True True <class 'kubernetes.watch.watch.Watch'>")
+
+
+def test_live_only_leaves_out_pods_that_ended(api: FakeApiServer, kube: KubeClient) -> None:
+    for name, phase in (("running", "Running"), ("pending", "Pending"), ("done", "Succeeded"), ("crashed", "Failed")):
+        api.add_pod(pod_manifest(name, node=NODE))
+        api.set_pod_phase("default", name, phase)
+    names = {p.metadata.name for p in kube.list_node_pods(NODE, live_only=True).pods if p.metadata}
+    assert names == {"running", "pending"}
+    assert len(kube.list_node_pods(NODE).pods) == 4

@@ -78,7 +78,8 @@ class StateStore:
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
                 try:
                     with os.fdopen(fd, "w", encoding="utf-8") as f:  # no fsync: the rename is atomic for
-                        json.dump(self._state.to_json(), f, indent=1)  # processes, and only a process may crash
+                        f.write(json.dumps(self._state.to_json(), separators=(",", ":")))  # processes, which may
+                        # crash; compact, so the C encoder writes it: the file is written on every change
                     os.replace(tmp, path)
                 except BaseException:
                     with contextlib.suppress(OSError):
