@@ -1,11 +1,14 @@
-"""Collectors computing every gauge from a fresh NodeSnapshot at scrape time (nothing stale to reset)."""
+"""Collectors computing every gauge from the agent's latest NodeSnapshot at scrape time (nothing stale to
+reset); the snapshot's series are rendered once per snapshot, the counters on every scrape."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from hami_mig import __version__
 from hami_mig.agent.snapshot import NodeSnapshot
@@ -15,7 +18,9 @@ from hami_mig.metrics.own import own_families
 log = logging.getLogger(__name__)
 
 SnapshotFn = Callable[[], NodeSnapshot]
+Encoder = Callable[[CollectorRegistry], bytes]
 _EMPTY = NodeSnapshot(node="")
+_OM_EOF = b"# EOF\n"
 
 
 class SnapshotCollector:
@@ -25,6 +30,9 @@ class SnapshotCollector:
         self._snapshot_fn = snapshot_fn
         self.legacy = legacy
         self.v29 = v29
+        self._cache_lock = threading.Lock()
+        self._cached_for: NodeSnapshot | None = None
+        self._cache: dict[Encoder, bytes] = {}
 
     def describe(self) -> Iterable[Metric]:
         """Names only (no snapshot taken) so the registry can reject duplicates at register time."""
@@ -37,6 +45,25 @@ class SnapshotCollector:
             log.exception("metrics: taking the node snapshot failed; serving no snapshot series")
             return [_snapshot_up(False)]
         return list(self._families(snap))
+
+    def render(self, encoder: Encoder) -> bytes:
+        """This collector's series in the encoder's format, rendered once per snapshot: the snapshot changes
+        after an Allocate or a reconcile pass, scrapes come far more often (and during Allocate bursts)."""
+        try:
+            snap = self._snapshot_fn()
+        except Exception:
+            log.exception("metrics: taking the node snapshot failed; serving no snapshot series")
+            return encoder(_registry_of(_Fixed([_snapshot_up(False)])))
+        with self._cache_lock:
+            if self._cached_for is not snap:
+                self._cached_for, self._cache = snap, {}
+            found = self._cache.get(encoder)
+        if found is None:
+            found = encoder(_registry_of(_Fixed(list(self._families(snap)))))
+            with self._cache_lock:
+                if self._cached_for is snap:
+                    self._cache[encoder] = found
+        return found
 
     def _families(self, snap: NodeSnapshot) -> Iterator[Metric]:
         yield _snapshot_up(True)
@@ -64,3 +91,40 @@ def _snapshot_up(ok: bool) -> Metric:
         "(the snapshot series are then absent).")
     family.add_metric([], 1.0 if ok else 0.0)
     return family
+
+
+class _Fixed:
+    """Metrics already computed, as a collector."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+def _registry_of(collector: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+class AgentRegistry(CollectorRegistry):
+    """Everything /metrics serves. `exposition` renders the counters (`others`: registered there too) on each
+    scrape and reuses the snapshot's series as rendered for the current snapshot."""
+
+    def __init__(self, snapshot: SnapshotCollector) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.others = CollectorRegistry(auto_describe=False)
+
+    def add(self, collector: Collector) -> None:
+        """Register a collector other than the snapshot's, for both renderings."""
+        self.register(collector)
+        self.others.register(collector)
+
+    def exposition(self, encoder: Encoder) -> bytes:
+        rest = encoder(self.others)
+        if rest.endswith(_OM_EOF):  # OpenMetrics: one EOF marker, at the very end
+            rest = rest[: -len(_OM_EOF)]
+        return rest + self.snapshot.render(encoder)
