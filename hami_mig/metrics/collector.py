@@ -3,9 +3,10 @@ reset); the snapshot's series are rendered once per snapshot, the counters on ev
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -32,7 +33,7 @@ class SnapshotCollector:
         self.v29 = v29
         self._cache_lock = threading.Lock()
         self._cached_for: NodeSnapshot | None = None
-        self._cache: dict[Encoder, bytes] = {}
+        self._cache: dict[Hashable, bytes] = {}
 
     def describe(self) -> Iterable[Metric]:
         """Names only (no snapshot taken) so the registry can reject duplicates at register time."""
@@ -54,15 +55,16 @@ class SnapshotCollector:
         except Exception:
             log.exception("metrics: taking the node snapshot failed; serving no snapshot series")
             return encoder(_registry_of(_Fixed([_snapshot_up(False)])))
+        key = _encoder_key(encoder)
         with self._cache_lock:
             if self._cached_for is not snap:
                 self._cached_for, self._cache = snap, {}
-            found = self._cache.get(encoder)
+            found = self._cache.get(key)
         if found is None:
             found = encoder(_registry_of(_Fixed(list(self._families(snap)))))
             with self._cache_lock:
                 if self._cached_for is snap:
-                    self._cache[encoder] = found
+                    self._cache[key] = found
         return found
 
     def _families(self, snap: NodeSnapshot) -> Iterator[Metric]:
@@ -91,6 +93,13 @@ def _snapshot_up(ok: bool) -> Metric:
         "(the snapshot series are then absent).")
     family.add_metric([], 1.0 if ok else 0.0)
     return family
+
+
+def _encoder_key(encoder: Encoder) -> Hashable:
+    """The same format asked twice is the same key (prometheus_client makes a new partial per request)."""
+    if isinstance(encoder, functools.partial):
+        return (encoder.func, encoder.args, tuple(sorted(encoder.keywords.items())))
+    return encoder
 
 
 class _Fixed:

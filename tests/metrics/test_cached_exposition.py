@@ -45,6 +45,10 @@ def test_the_snapshot_series_are_rendered_once_per_snapshot(monkeypatch: pytest.
             body = get(f"{srv.url}/metrics").body.decode()
             assert 'hami_mig_allocate_duration_seconds_count{outcome="reused"}' in body
         assert len(rendered) == 1
+        om = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        assert get(f"{srv.url}/metrics", om).body.endswith(b"# EOF\n")
+        assert get(f"{srv.url}/metrics", om).body.count(b"# EOF") == 1
+        assert len(rendered) == 2  # once more for the second format, then reused
         box.set(node(busy_gpu(0)))
         assert b'deviceidx="3"' not in get(f"{srv.url}/metrics").body
-        assert len(rendered) == 2
+        assert len(rendered) == 3
