@@ -342,7 +342,7 @@ class Agent:
             with self._view:  # readers waiting for this picture get the previous one
                 self._shown_changes = max(self._shown_changes, changes)
                 self._view.notify_all()
-        trim_heap()  # the Allocate's pod lists are garbage now: give their pages back
+        trim_heap()  # the Allocate's pod lists are garbage now: collect them and give their pages back
 
     # -- reconcile -------------------------------------------------------------------------------
     def reconcile(self, resync: bool = True) -> None:

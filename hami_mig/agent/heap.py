@@ -3,12 +3,13 @@
 Each Allocate lists the node's pods and turns them into model objects, then frees them; glibc keeps
 freed pages, fragmented, in one heap per thread that ever allocated. The agent uses one heap for all
 its threads (`one_arena`, set before they start) and hands free pages back after each burst
-(`malloc_trim(0)`, at most once a second). glibc only; elsewhere both do nothing.
+(a garbage collection, then `malloc_trim(0)`, at most once a second). glibc only; elsewhere both do nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ class HeapTrimmer:
         return self._trim is not None
 
     def __call__(self, force: bool = False) -> bool:
-        """True when the heap was trimmed now."""
+        """Collect cyclic garbage, then trim; True when the heap was trimmed now."""
         if self._trim is None:
             return False
         now = time.monotonic()
@@ -52,6 +53,7 @@ class HeapTrimmer:
             if not force and now - self._last < self._min_interval_s:
                 return False
             self._last = now
+        gc.collect()  # cheap after gc.freeze(): only what the agent made since start-up is walked
         self._trim(0)
         return True
 
