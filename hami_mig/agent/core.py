@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 REFRESH_DELAY_S = 0.05
 """How long after an Allocate the background refresh of the snapshot starts."""
+REFRESH_MIN_INTERVAL_S = 0.1
+"""Least time between two background refreshes: a burst of Allocates gets a picture every 0.1 s."""
 SOCKET_NAME = "hami-mig.sock"
 
 
@@ -104,6 +106,7 @@ class Agent:
         self._allocate_pods: list[Any] = []  # what the running Allocate listed, and the pod it patched
         self._patched: Any = None
         self._pods_after: tuple[int, list[Any]] | None = None  # the pods as the last Allocate left them
+        self.snapshot_listeners: list[Callable[[], None]] = []  # told after a new snapshot (metrics render it)
         self._api_ok = False
         self._api_problem = "API server not reachable"
         self._nvml_ok = False
@@ -326,6 +329,16 @@ class Agent:
                 return
             self._stale.clear()
             self._refresh()
+            self._tell_listeners()
+            if self._stop.wait(REFRESH_MIN_INTERVAL_S):
+                return
+
+    def _tell_listeners(self) -> None:
+        for listener in self.snapshot_listeners:
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the refreshes
+                log.exception("snapshot listener failed")
 
     def _refresh(self) -> None:
         """A new picture from the agent's inventory and the pods, without the agent lock: an Allocate never
@@ -377,6 +390,7 @@ class Agent:
             self.ops.sync_cdi(inv)
             self._update(inv, pods or [], changes)
             self._publish(inv)
+        self._tell_listeners()  # outside the lock
 
     def _recover(self, inv: Inventory) -> bool:
         """Finish an Allocate the agent died in: destroy what it created that no pod records."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -34,6 +35,7 @@ class SnapshotCollector:
         self._cache_lock = threading.Lock()
         self._cached_for: NodeSnapshot | None = None
         self._cache: dict[Hashable, bytes] = {}
+        self._formats: dict[Hashable, Encoder] = {}  # the formats scrapes asked for
 
     def describe(self) -> Iterable[Metric]:
         """Names only (no snapshot taken) so the registry can reject duplicates at register time."""
@@ -57,6 +59,7 @@ class SnapshotCollector:
             return encoder(_registry_of(_Fixed([_snapshot_up(False)])))
         key = _encoder_key(encoder)
         with self._cache_lock:
+            self._formats.setdefault(key, encoder)
             if self._cached_for is not snap:
                 self._cached_for, self._cache = snap, {}
             found = self._cache.get(key)
@@ -71,6 +74,15 @@ class SnapshotCollector:
         yield _snapshot_up(True)
         yield from hami_families(snap, self.legacy, self.v29)
         yield from own_families(snap)
+
+
+    def warm(self) -> None:
+        """Render the current snapshot in the formats scrapes use, before the next scrape asks (the agent
+        calls this from its refresh thread once a new snapshot is published)."""
+        with self._cache_lock:
+            formats = list(self._formats.values())
+        for encoder in formats:
+            self.render(encoder)
 
 
 class BuildInfoCollector:
@@ -100,6 +112,28 @@ def _encoder_key(encoder: Encoder) -> Hashable:
     if isinstance(encoder, functools.partial):
         return (encoder.func, encoder.args, tuple(sorted(encoder.keywords.items())))
     return encoder
+
+
+class Recent:
+    """A collector's metrics reused for `ttl_s` seconds: the process collector reads half a dozen /proc files,
+    each a wait for the GIL while an Allocate runs; CPU seconds and memory a second old are as useful."""
+
+    def __init__(self, collector: Collector, ttl_s: float = 1.0) -> None:
+        self._collector = collector
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._metrics: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._until:
+                return self._metrics
+        metrics = list(self._collector.collect())
+        with self._lock:
+            self._metrics, self._until = metrics, now + self._ttl_s
+        return metrics
 
 
 class _Fixed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.process_collector import ProcessCollector
 
 from hami_mig import __version__
-from hami_mig.metrics.collector import AgentRegistry, BuildInfoCollector, SnapshotCollector, SnapshotFn
+from hami_mig.metrics.collector import AgentRegistry, BuildInfoCollector, Recent, SnapshotCollector, SnapshotFn
 from hami_mig.metrics.stats import AgentStats
 
 
@@ -26,5 +26,5 @@ def build_registry(
     if stats is not None:
         registry.add(stats)
     if process:
-        registry.add(ProcessCollector(registry=None))
+        registry.add(Recent(ProcessCollector(registry=None)))  # read /proc at most once a second
     return registry
