@@ -52,3 +52,44 @@ def test_the_snapshot_series_are_rendered_once_per_snapshot(monkeypatch: pytest.
         box.set(node(busy_gpu(0)))
         assert b'deviceidx="3"' not in get(f"{srv.url}/metrics").body
         assert len(rendered) == 3
+
+
+def test_warm_renders_a_new_snapshot_in_the_formats_scrapes_asked_for(monkeypatch: pytest.MonkeyPatch,
+                                                                      stats: AgentStats) -> None:
+    rendered: list[int] = []
+    families = SnapshotCollector._families
+
+    def counting(self: SnapshotCollector, snap: object) -> object:
+        rendered.append(1)
+        return families(self, snap)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SnapshotCollector, "_families", counting)
+    box = SnapshotBox(mixed_node())
+    registry = build_registry(box, stats, process=False)
+    registry.snapshot.warm()  # no scrape yet: no format to render
+    rendered.clear()
+    served = registry.exposition(generate_latest)
+    box.set(node(busy_gpu(0)))
+    registry.snapshot.warm()
+    assert len(rendered) == 2  # the first scrape's, then the new snapshot in the text format
+    assert registry.exposition(generate_latest) != served
+    assert len(rendered) == 2  # the scrape found it rendered
+
+
+def test_recent_reuses_a_collectors_metrics_for_its_ttl() -> None:
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    from hami_mig.metrics.collector import Recent
+
+    calls: list[int] = []
+
+    class Counting:
+        def collect(self) -> list[GaugeMetricFamily]:
+            calls.append(1)
+            return [GaugeMetricFamily("x", "x", value=len(calls))]
+
+    recent, fresh = Recent(Counting(), ttl_s=3600), Recent(Counting(), ttl_s=0)
+    assert list(recent.collect()) == list(recent.collect()) and len(calls) == 1
+    list(fresh.collect())
+    list(fresh.collect())
+    assert len(calls) == 3
