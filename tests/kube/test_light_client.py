@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -76,3 +77,26 @@ def test_live_only_leaves_out_pods_that_ended(api: FakeApiServer, kube: KubeClie
     names = {p.metadata.name for p in kube.list_node_pods(NODE, live_only=True).pods if p.metadata}
     assert names == {"running", "pending"}
     assert len(kube.list_node_pods(NODE).pods) == 4
+
+
+def test_the_kubeconfig_loader_imports_its_oidc_dependencies_only_when_used(tmp_path: Path) -> None:
+    api = FakeApiServer().start()
+    try:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        code = textwrap.dedent(f"""
+            import sys
+            from hami_mig.kube.client import KubeClient
+            kube = KubeClient.from_kubeconfig({str(kubeconfig)!r})
+            print(kube.api_client.configuration.host, "requests" in sys.modules, "oauthlib" in sys.modules)
+            from kubernetes.config import kube_config
+            session = kube_config.OAuth2Session(client_id="x")  # what an OIDC token refresh makes
+            error = kube_config.oauthlib.oauth2.rfc6749.errors.InvalidClientIdError
+            import requests_oauthlib
+            print(type(session) is requests_oauthlib.OAuth2Session, error.__module__, "requests" in sys.modules)
+        """)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        api.stop()
+    first, second = out.stdout.splitlines()
+    assert first.endswith(" False False") and first.startswith("http://127.0.0.1:")
+    assert second == "True oauthlib.oauth2.rfc6749.errors True"
