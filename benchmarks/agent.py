@@ -280,18 +280,28 @@ def run_agent(policy: Policy, geometries: GeometryMode, admissions: int, seed: i
 # --------------------------------------------------------------------------- tables
 
 
+class Rows:
+    """Table rows: one column per run, then the target."""
+
+    def __init__(self, runs: dict[str, Run]) -> None:
+        self.runs = runs
+        self.rows: list[list[str]] = []
+
+    def __call__(self, label: str, fn: Callable[[Run], str], target: str = "") -> None:
+        self.rows.append([label, *(fn(run) for run in self.runs.values()), target])
+
+    def allocates(self, target: str = "") -> None:
+        """The rows both tables start with: how many Allocates, and their latency."""
+        self("Allocate calls (admitted: reuse + reshape / refused)",
+             lambda r: f"{len(r.calls)} ({len(r.reuse())} + {len(r.reshape())} / {len(r.calls) - len(r.ok())})")
+        self("Allocate p50 / p99, all", lambda r: p50_p99([c.wall for c in r.calls]), target)
+        self("  reusing an instance", lambda r: p50_p99([c.wall for c in r.reuse()]))
+        self("  reshaping", lambda r: p50_p99([c.wall for c in r.reshape()]))
+
+
 def rows_zero_latency(runs: dict[str, Run], admissions: int) -> list[list[str]]:
-    names = list(runs)
-    rows: list[list[str]] = []
-
-    def row(label: str, fn: Callable[[Run], str], target: str = "") -> None:
-        rows.append([label, *(fn(runs[n]) for n in names), target])
-
-    row("Allocate calls (admitted: reuse + reshape / refused)",
-        lambda r: f"{len(r.calls)} ({len(r.reuse())} + {len(r.reshape())} / {len(r.calls) - len(r.ok())})")
-    row("Allocate p50 / p99, all", lambda r: p50_p99([c.wall for c in r.calls]), "p99 < 50 ms")
-    row("  reusing an instance", lambda r: p50_p99([c.wall for c in r.reuse()]))
-    row("  reshaping", lambda r: p50_p99([c.wall for c in r.reshape()]))
+    row = Rows(runs)
+    row.allocates("p99 < 50 ms")
     row("  refused", lambda r: p50_p99([c.wall for c in r.calls if not c.ok]))
     row("  max", lambda r: ms(max((c.wall for c in r.calls), default=math.nan)))
     row(f"scrape p50 / p99 during the Allocates (every {SCRAPE_EVERY_S * 1000:.0f} ms)",
@@ -314,21 +324,12 @@ def rows_zero_latency(runs: dict[str, Run], admissions: int) -> list[list[str]]:
     row("SIGKILL -> registered, all devices healthy, p50 / max",
         lambda r: f"{ms(percentile(r.to_ready, 50))} / {ms(max(r.to_ready, default=math.nan))}"
         if r.to_ready else "-")
-    return rows
+    return row.rows
 
 
 def rows_latency(runs: dict[str, Run]) -> list[list[str]]:
-    names = list(runs)
-    rows: list[list[str]] = []
-
-    def row(label: str, fn: Callable[[Run], str], target: str = "") -> None:
-        rows.append([label, *(fn(runs[n]) for n in names), target])
-
-    row("Allocate calls (admitted: reuse + reshape / refused)",
-        lambda r: f"{len(r.calls)} ({len(r.reuse())} + {len(r.reshape())} / {len(r.calls) - len(r.ok())})")
-    row("Allocate p50 / p99, all", lambda r: p50_p99([c.wall for c in r.calls]))
-    row("  reusing an instance", lambda r: p50_p99([c.wall for c in r.reuse()]))
-    row("  reshaping", lambda r: p50_p99([c.wall for c in r.reshape()]))
+    row = Rows(runs)
+    row.allocates()
     row("not in create/destroy calls, p50 / p99, all", lambda r: p50_p99([c.outside_create_destroy for c in r.calls]),
         "p99 < 60 ms")
     row("  reusing", lambda r: p50_p99([c.outside_create_destroy for c in r.reuse()]))
@@ -337,7 +338,7 @@ def rows_latency(runs: dict[str, Run]) -> list[list[str]]:
     row("time in create/destroy calls per reshape, p50 / p99",
         lambda r: p50_p99([c.nvml.seconds("create") + c.nvml.seconds("destroy") for c in r.reshape()]))
     row("NVML queries per Allocate, p50 / p99 / max", lambda r: counts([c.nvml.total("query") for c in r.calls]))
-    return rows
+    return row.rows
 
 
 # --------------------------------------------------------------------------- main

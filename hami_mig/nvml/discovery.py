@@ -53,15 +53,20 @@ def numa_node(nvml: Any, handle: Any) -> int | None:
     return node if node >= 0 else None
 
 
-def processes(nvml: Any, mig_handle: Any) -> tuple[int, ...] | None:
-    """Pids on a MIG device; None when the driver will not say (NO_PERMISSION): callers treat it as busy."""
+def running_processes(nvml: Any, handle: Any) -> list[Any] | None:
+    """NVML's compute processes on a GPU or MIG device; None when the driver will not say (NO_PERMISSION)."""
     try:
-        procs = nvml.nvmlDeviceGetComputeRunningProcesses(mig_handle)
+        return list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
     except nvml.NVMLError as exc:
         if E.nvml_code(exc) in (E.NO_PERMISSION, E.NOT_SUPPORTED):
             return None
         raise
-    return tuple(sorted({int(p.pid) for p in procs}))
+
+
+def processes(nvml: Any, mig_handle: Any) -> tuple[int, ...] | None:
+    """Pids on a MIG device; None when the driver will not say (NO_PERMISSION): callers treat it as busy."""
+    procs = running_processes(nvml, mig_handle)
+    return None if procs is None else tuple(sorted({int(p.pid) for p in procs}))
 
 
 def mig_devices(nvml: Any, handle: Any, *, with_processes: bool = True) -> dict[tuple[int, int], MigDevice]:

@@ -14,7 +14,7 @@ from typing import Any
 from hami_mig.mig.catalogue import GpuModel, Profile
 from hami_mig.nvml import errors as E
 from hami_mig.nvml.device import GpuDevice, HwComputeInstance, HwInstance, enable_hint
-from hami_mig.nvml.discovery import gpu_instances, mig_mode, processes
+from hami_mig.nvml.discovery import gpu_instances, mig_mode, processes, running_processes
 from hami_mig.nvml.facts import CiProfile, FactsCache, GpuFacts
 from hami_mig.nvml.profiles import decode
 
@@ -37,12 +37,9 @@ class MigHandle:
 def process_map(nvml: Any, handle: Any) -> ProcessMap | None:
     """Pids per (GI id, CI id) from one query on the physical GPU; None where NVML will not answer it
     (no permission, or a binding whose process struct has no instance ids): ask each MIG device then."""
-    try:
-        procs = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
-    except nvml.NVMLError as exc:
-        if E.nvml_code(exc) in (E.NO_PERMISSION, E.NOT_SUPPORTED):
-            return None
-        raise
+    procs = running_processes(nvml, handle)
+    if procs is None:
+        return None
     found: dict[tuple[int, int], set[int]] = {}
     for p in procs:
         gi, ci = getattr(p, "gpuInstanceId", None), getattr(p, "computeInstanceId", None)

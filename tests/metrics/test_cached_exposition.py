@@ -26,16 +26,21 @@ def test_served_text_equals_the_registry_rendered_in_one_go(box: SnapshotBox, st
         assert served.count("# EOF") == whole.count("# EOF")
 
 
-def test_the_snapshot_series_are_rendered_once_per_snapshot(monkeypatch: pytest.MonkeyPatch,
-                                                            stats: AgentStats) -> None:
-    rendered: list[int] = []
+@pytest.fixture
+def rendered(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per time the snapshot's series are computed."""
+    seen: list[int] = []
     families = SnapshotCollector._families
 
     def counting(self: SnapshotCollector, snap: object) -> object:
-        rendered.append(1)
+        seen.append(1)
         return families(self, snap)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SnapshotCollector, "_families", counting)
+    return seen
+
+
+def test_the_snapshot_series_are_rendered_once_per_snapshot(rendered: list[int], stats: AgentStats) -> None:
     box = SnapshotBox(mixed_node())
     registry = build_registry(box, stats)
     rendered.clear()  # registering describes the series once, from an empty snapshot
@@ -54,16 +59,8 @@ def test_the_snapshot_series_are_rendered_once_per_snapshot(monkeypatch: pytest.
         assert len(rendered) == 3
 
 
-def test_warm_renders_a_new_snapshot_in_the_formats_scrapes_asked_for(monkeypatch: pytest.MonkeyPatch,
+def test_warm_renders_a_new_snapshot_in_the_formats_scrapes_asked_for(rendered: list[int],
                                                                       stats: AgentStats) -> None:
-    rendered: list[int] = []
-    families = SnapshotCollector._families
-
-    def counting(self: SnapshotCollector, snap: object) -> object:
-        rendered.append(1)
-        return families(self, snap)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SnapshotCollector, "_families", counting)
     box = SnapshotBox(mixed_node())
     registry = build_registry(box, stats, process=False)
     registry.snapshot.warm()  # no scrape yet: no format to render
