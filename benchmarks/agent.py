@@ -23,6 +23,7 @@ random; an ended pod stays on the node until 50 newer ones ended.
     2 s of rest (the heap is handed back after each burst).
 (e) Restart-to-ready: SIGKILL the agent, start it again, time until the fake kubelet has its new
     registration and every advertised device is healthy (pods running).
+(f) Import weight: RSS of fresh interpreters that import what the agent imports, then what it avoids.
 """
 
 from __future__ import annotations
@@ -341,6 +342,33 @@ def rows_latency(runs: dict[str, Run]) -> list[list[str]]:
     return row.rows
 
 
+# --------------------------------------------------------------------------- (f) import weight
+
+AGENT_IMPORTS = """
+import hami_mig.cli.device_plugin, hami_mig.testing.nvmlsim
+from kubernetes.client import CoreV1Event, V1Node, V1PodList
+from kubernetes import config
+"""
+IMPORT_STEPS: tuple[tuple[str, str], ...] = (
+    ("the agent's imports, service-account config (in a pod)", "config.load_incluster_config"),
+    ("the agent's imports, --kubeconfig (the benchmarks' agent)", "config.load_kube_config"),
+    ("  and the kubeconfig loader's OIDC dependencies", "config.load_kube_config; import requests_oauthlib"),
+    ("  and the generated CoreV1Api", "config.load_kube_config; from kubernetes.client import CoreV1Api"),
+    ("  and kubernetes' package __init__", "config.load_kube_config; import kubernetes; kubernetes.__version__"),
+)
+
+
+def import_weight() -> list[list[str]]:
+    rows = []
+    for label, extra in IMPORT_STEPS:
+        code = AGENT_IMPORTS + extra + "\nprint(open('/proc/self/status').read())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                             cwd=ROOT)
+        rss = next(int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("VmRSS:"))
+        rows.append([label, f"{rss / 1024:.1f} MiB"])
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -370,6 +398,8 @@ def main() -> int:
             for label, (p, g) in zip(labels, policies, strict=True)}
     print(f"\n(c): the same with {LATENCY_ENV}={LATENCY}, {slow_n} Allocates")
     print(table(["measurement", *labels, "target"], rows_latency(slow)))
+    print("\n(f): import weight, VmRSS of a fresh interpreter")
+    print(table(["imported", "VmRSS"], import_weight()))
     print(f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
           f"{time.monotonic() - began:.0f} s)")
     return 0
