@@ -1,47 +1,50 @@
-"""Agent benchmarks on 8x A100-SXM4-80GB: Allocate latency, NVML ops per admission, RSS, restart-to-ready.
+"""Agent benchmarks on 8x A100-SXM4-80GB: Allocate latency, NVML calls per Allocate, scrapes during Allocates,
+RSS, restart-to-ready. Prints plain-text tables and asserts nothing (the targets are in the `target` column).
 
-Prints plain-text tables and asserts nothing (issue 6's targets are in the `target` column).
+    .venv/bin/python benchmarks/agent.py            # full run: 1000 Allocates per policy, 8-10 minutes on 2 cores
+    .venv/bin/python benchmarks/agent.py --quick    # 150 Allocates, one policy, about 1 minute
 
-    .venv/bin/python benchmarks/agent.py            # full run, 3-4 minutes on 2 shared cores
-    .venv/bin/python benchmarks/agent.py --quick    # smaller samples, under 60 s
+The agent runs as its own process exactly as the reliability tests run it (`hami-mig device-plugin
+--backend sim --sim-state FILE`, tests/reliability/harness.py's ProcessNode), between a fake API
+server (real HTTP) and a fake kubelet (real gRPC) in this process. The workload is seeded: pods ask
+for gpumem (4000..70000 MiB), gpumem-percentage (10/25/50) or two instances; running pods end at
+random; an ended pod stays on the node until 50 newer ones ended.
 
-(a) Allocate latency, end to end: the real agent in-process (SimCluster: fake API server over real
-    HTTP, fake kubelet calling Allocate over real gRPC, NVML simulator), a seeded mixed workload
-    (gpumem in MiB, gpumem-percentage, some 2-instance pods; pods end at random, a completed pod
-    stays on the node until 50 newer ones completed). Timed: the kubelet's gRPC Allocate call, started once
-    the agent has finished refreshing its snapshot after the previous one (as when pods arrive spaced).
-    "NVML excluded" subtracts the time spent inside simulated NVML calls (a timing proxy between
-    the agent's NvmlBackend and the simulator), so it is the agent's own time plus the API round
-    trips. Then the same workload (a prefix of it) with a realistic NVML latency: 0.3 s per GPU
-    instance create and per GPU instance destroy (`NvmlSim.set_latency`), CI calls instant.
-    Both for the two policies: hami/config (HAMi's knownMigGeometries) and best-fit/any.
-(b) NVML mutating calls (create/destroy GI and CI) per admission, counted by the simulator, and
-    how many admissions reused a free instance (the decision had no operations).
-(c) RSS of the agent as a subprocess (`hami-mig device-plugin --backend sim --sim-state ...`,
-    tests/reliability/harness.py's ProcessNode) after it is ready and after N admissions.
-(d) restart-to-ready: SIGKILL the agent subprocess, start it again, time until the fake kubelet
-    has its new registration and every advertised device is healthy (5 restarts, pods running).
+(a) Zero simulated NVML latency: the kubelet's Allocate call, timed here (the simulator's state file
+    I/O included); while it runs, another thread scrapes /metrics every 25 ms and times each scrape.
+(b) NVML calls per Allocate, counted by the simulator in the agent's process and read from here
+    (`read_call_stats`: <state>.calls/). "reuse" = admitted without a mutating call, "reshape" = with.
+    The agent's periodic full resync (every 30 s) lands inside some Allocate's window: the max shows it.
+(c) Latency mode: the same with $HAMI_MIG_SIM_LATENCY=query=1ms,create=50ms,destroy=50ms, i.e. each
+    NVML query sleeps 1 ms and each GPU/compute instance create or destroy 50 ms, like a driver. "Not
+    in create/destroy" = the Allocate's time minus the time its create/destroy calls took (measured
+    by the simulator).
+(d) RSS of the agent process: when ready, along the way, right after the last Allocate and after
+    2 s of rest (the heap is handed back after each burst).
+(e) Restart-to-ready: SIGKILL the agent, start it again, time until the fake kubelet has its new
+    registration and every advertised device is healthy (pods running).
+(f) Import weight: RSS of fresh interpreters that import what the agent imports, then what it avoids.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
 import logging
 import math
 import os
 import random
-import re
-import statistics
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,28 +52,19 @@ sys.path.insert(0, str(ROOT))
 from podmix import next_pod, rss_mib  # noqa: E402
 from timing import ms, percentile  # noqa: E402
 
-from hami_mig.agent.config import AgentConfig  # noqa: E402
-from hami_mig.cli.device_plugin import settle_heap  # noqa: E402
 from hami_mig.mig.planner import GeometryMode, Policy  # noqa: E402
-from hami_mig.nvml import NvmlBackend  # noqa: E402
 from hami_mig.testing.apiserver import pod_manifest  # noqa: E402
-from hami_mig.testing.cluster import SimCluster  # noqa: E402
-from hami_mig.testing.nvmlsim import KINDS, NvmlSim  # noqa: E402
+from hami_mig.testing.nvmlsim import LATENCY_ENV, CallStats, read_call_stats  # noqa: E402
 from tests.reliability.harness import RESOURCE, ProcessNode  # noqa: E402
 
 GPUS = "A100-SXM4-80GB:8"
 POLICIES: tuple[tuple[Policy, GeometryMode], ...] = (("hami", "config"), ("best-fit", "any"))
-KEEP_COMPLETED = 50  # completed pods left on the node (the agent lists them on every Allocate)
-GI_LATENCY_S = 0.3
-GI_CALLS = sorted(KINDS["create_gi"] | KINDS["destroy_gi"])
-WARMUP = 10  # admissions before timing starts (first planner calls fill the layout caches)
+LATENCY = "query=1ms,create=50ms,destroy=50ms"
+KEEP_COMPLETED = 50  # ended pods left on the node
+SCRAPE_EVERY_S = 0.025
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def p50_p99(values: Sequence[float]) -> str:
-    return f"{ms(percentile(values, 50))} / {ms(percentile(values, 99))}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -83,204 +77,131 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *(line(r) for r in cells[1:])])
 
 
-class GcClock:
-    """Adds up the time the interpreter spends in garbage collections (any thread), by generation."""
+def p50_p99(values: Sequence[float]) -> str:
+    return f"{ms(percentile(values, 50))} / {ms(percentile(values, 99))}"
 
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.full = 0
-        self._started = 0.0
 
-    def __enter__(self) -> GcClock:
-        gc.callbacks.append(self._callback)
-        return self
+def counts(values: Sequence[int]) -> str:
+    if not values:
+        return "-"
+    return f"{percentile(values, 50):.0f} / {percentile(values, 99):.0f} / {max(values)}"
 
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._callback)
 
-    def reset(self) -> None:
-        self.seconds, self.full = 0.0, 0
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
+
+SCRAPER = """
+import http.client, json, sys, time
+port, every = int(sys.argv[1]), float(sys.argv[2])
+conn, out, failed = http.client.HTTPConnection("127.0.0.1", port, timeout=5), [], 0
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+while not sys.stdin.readline().startswith("stop"):
+    started = time.perf_counter()
+    try:
+        conn.request("GET", "/metrics"); response = conn.getresponse(); response.read()
+        out.append(time.perf_counter() - started) if response.status == 200 else None
+        failed += response.status != 200
+    except OSError:
+        conn.close(); conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5); failed += 1
+print(json.dumps({"latency": out, "failed": failed}))
+"""
+
+
+class Scraper:
+    """GET /metrics from a process of its own (so this process' threads do not delay it), timing each scrape;
+    `tick` asks for one scrape, a thread here ticks every SCRAPE_EVERY_S."""
+
+    def __init__(self, port: int) -> None:
+        self.latency: list[float] = []
+        self.failed = 0
+        self._proc = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port), str(SCRAPE_EVERY_S)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdout.readline()
+        self._stop_event = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _tick(self) -> None:
+        assert self._proc.stdin is not None
+        while not self._stop_event.wait(SCRAPE_EVERY_S):
+            self._proc.stdin.write("go\n")
+            self._proc.stdin.flush()
+
+    def stop(self) -> None:
+        if self._stop_event.is_set():
+            return
+        self._stop_event.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        out, _ = self._proc.communicate("stop\n", timeout=60)
+        result = json.loads(out.strip().splitlines()[-1])
+        self.latency, self.failed = result["latency"], result["failed"]
+
+
+@contextmanager
+def env(name: str, value: str | None) -> Iterator[None]:
+    """The agent subprocess inherits this process' environment (ProcessNode copies os.environ)."""
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
         else:
-            self.seconds += time.perf_counter() - self._started
-            self.full += info["generation"] == 2
+            os.environ[name] = old
 
 
-class TimedNvml:
-    """Stands between NvmlBackend and the simulator: adds up the time spent inside nvml* calls
-    (less garbage collections that ran during them, which `GcClock` counts, so the two never overlap)."""
-
-    def __init__(self, sim: NvmlSim, gc_clock: GcClock) -> None:
-        self._sim = sim
-        self._gc = gc_clock
-        self._lock = threading.Lock()
-        self.seconds = 0.0
-        self.count = 0
-
-    def reset(self) -> None:
-        with self._lock:
-            self.seconds, self.count = 0.0, 0
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._sim, name)
-        if not name.startswith("nvml") or not callable(target):
-            return target
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started, gc_before = time.perf_counter(), self._gc.seconds
-            try:
-                return target(*args, **kwargs)
-            finally:
-                spent = time.perf_counter() - started - (self._gc.seconds - gc_before)
-                with self._lock:
-                    self.seconds += spent
-                    self.count += 1
-
-        return timed
-
-
-# --------------------------------------------------------------------------- (a) + (b) in-process
+# --------------------------------------------------------------------------- one run
 
 
 @dataclass
-class Sample:
+class Call:
+    """One Allocate as the kubelet saw it, and what it asked NVML."""
+
     wall: float
-    nvml: float
-    gc: float
-    full_gcs: int
-    nvml_calls: int
     ok: bool
-    mutating: int = 0
-    operations: int = 0
-    reused: bool = False
+    nvml: CallStats
+
+    @property
+    def reshaped(self) -> bool:
+        return self.nvml.total("mutating") > 0
+
+    @property
+    def outside_create_destroy(self) -> float:
+        return self.wall - self.nvml.seconds("create") - self.nvml.seconds("destroy")
 
 
 @dataclass
-class RunResult:
-    samples: list[Sample] = field(default_factory=list)
-    refused_reasons: Counter[str] = field(default_factory=Counter)
+class Run:
+    calls: list[Call] = field(default_factory=list)
+    scrapes: list[float] = field(default_factory=list)
+    scrape_failures: int = 0
+    rss_ready: float = math.nan
+    rss_after: float = math.nan
+    rss_settled: float = math.nan
+    rss_peak: float = math.nan
+    rss_series: list[tuple[int, float]] = field(default_factory=list)
+    to_ready: list[float] = field(default_factory=list)
 
+    def ok(self) -> list[Call]:
+        return [c for c in self.calls if c.ok]
 
-def run_inprocess(policy: Policy, geometries: GeometryMode, admissions: int, seed: int,
-                  nvml_latency: float) -> RunResult:
-    config = AgentConfig(node_name="bench", reconcile_interval_s=3600, events=False, policy=policy,
-                         geometries=geometries)
-    cluster = SimCluster(config, sim_gpus=GPUS, seed=seed)
-    gc_clock = GcClock()
-    timer = TimedNvml(cluster.sim, gc_clock)
-    cluster.backend = NvmlBackend(timer)  # before start(): the agent gets the timing proxy
-    result = RunResult()
-    with cluster, gc_clock:
-        settle_heap()  # as `hami-mig device-plugin` does once the agent has started
-        if nvml_latency:
-            cluster.sim.set_latency(nvml_latency, GI_CALLS)
-        kubelet_allocate = cluster.kubelet.allocate
-        last_wall: list[float] = [0.0]
+    def reuse(self) -> list[Call]:
+        return [c for c in self.calls if c.ok and not c.reshaped]
 
-        def timed_allocate(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return kubelet_allocate(*args, **kwargs)
-            finally:
-                last_wall[0] = time.perf_counter() - started
-
-        cluster.kubelet.allocate = timed_allocate  # type: ignore[method-assign]
-        rng = random.Random(seed)
-        running: list[str] = []
-        completed: deque[str] = deque()
-
-        def complete(name: str) -> None:
-            completed.append(name)
-            while len(completed) > KEEP_COMPLETED:
-                cluster.api.delete_pod("default", completed.popleft(), grace_period_s=0)
-
-        for n in range(admissions + WARMUP):
-            while running and rng.random() < 0.45:
-                name = running.pop(rng.randrange(len(running)))
-                cluster.finish(name)
-                complete(name)
-            name = f"p{n}"
-            cluster.submit(name, next_pod(rng))
-            assert cluster.agent is not None
-            last = cluster.agent.history[-1] if cluster.agent.history else None
-            cluster.agent.snapshot(wait_s=30.0)  # the previous call's background refresh is done
-            cluster.sim.reset_counts()
-            timer.reset()
-            gc_clock.reset()
-            last_wall[0] = math.nan
-            admission = cluster.admit(name)
-            outcome = cluster.agent.history[-1] if cluster.agent.history else None
-            if admission.ok:
-                running.append(name)
-            else:
-                complete(name)
-            if n < WARMUP or math.isnan(last_wall[0]):  # warm-up, or the kubelet itself refused (no call)
-                continue
-            sample = Sample(last_wall[0], timer.seconds, gc_clock.seconds, gc_clock.full, timer.count, admission.ok,
-                            mutating=cluster.sim.mutating_calls())
-            if admission.ok and outcome is not None and outcome is not last:
-                sample.operations = len(outcome.decision.operations)
-                sample.reused = not outcome.reshaped
-            elif not admission.ok:
-                result.refused_reasons[re.sub(r"^pod \S+: ", "", admission.error)[:70]] += 1
-            result.samples.append(sample)
-    gc.unfreeze()
-    return result
-
-
-def inprocess_rows(results: dict[str, RunResult], slow: dict[str, RunResult]) -> list[list[str]]:
-    names = list(results)
-    rows: list[list[str]] = []
-
-    def row(label: str, fn: Callable[[RunResult], str], target: str = "", source: dict[str, RunResult] | None = None,
-            ) -> None:
-        src = source if source is not None else results
-        rows.append([label, *(fn(src[n]) for n in names), target])
-
-    def ok(r: RunResult) -> list[Sample]:
-        return [s for s in r.samples if s.ok]
-
-    row("Allocate calls timed (admitted / refused)",
-        lambda r: f"{len(r.samples)} ({len(ok(r))} / {len(r.samples) - len(ok(r))})")
-    rows.append(["-- zero simulated NVML latency --", *([""] * len(names)), ""])
-    row("gRPC Allocate p50 / p99, NVML excluded", lambda r: p50_p99([s.wall - s.nvml for s in r.samples]),
-        "p99 < 50 ms")
-    row("  admitted only", lambda r: p50_p99([s.wall - s.nvml for s in ok(r)]))
-    row("  refused only", lambda r: p50_p99([s.wall - s.nvml for s in r.samples if not s.ok]))
-    row("gRPC Allocate p50 / p99, wall (sim included)", lambda r: p50_p99([s.wall for s in r.samples]))
-    row("  time inside simulated NVML p50 / p99", lambda r: p50_p99([s.nvml for s in r.samples]))
-    row("  time in garbage collection p50 / p99", lambda r: p50_p99([s.gc for s in r.samples]))
-    row("  calls with a full (gen 2) collection", lambda r: str(sum(1 for s in r.samples if s.full_gcs)))
-    row("gRPC Allocate p50 / p99, NVML and GC excluded",
-        lambda r: p50_p99([s.wall - s.nvml - s.gc for s in r.samples]))
-    row("  NVML calls per Allocate p50 / max",
-        lambda r: f"{percentile([s.nvml_calls for s in r.samples], 50):.0f} / "
-                  f"{max(s.nvml_calls for s in r.samples)}")
-    row("NVML mutating calls per admitted pod, mean", lambda r: f"{statistics.mean(s.mutating for s in ok(r)):.2f}",
-        "<= 2")
-    row("  per Allocate call (refused included), mean",
-        lambda r: f"{statistics.mean(s.mutating for s in r.samples):.2f}")
-    row("  planned operations per admitted pod, mean",
-        lambda r: f"{statistics.mean(s.operations for s in ok(r)):.2f}")
-    row("  max in one admission", lambda r: str(max(s.mutating for s in r.samples)))
-    row("admissions that reused a free instance", lambda r: f"{sum(s.reused for s in ok(r))} of {len(ok(r))}")
-    row("  of them with a mutating NVML call", lambda r: str(sum(1 for s in ok(r) if s.reused and s.mutating)),
-        "0")
-    first = slow[names[0]]
-    rows.append([f"-- {GI_LATENCY_S} s per GI create / destroy ({len(first.samples)} calls) --",
-                 *([""] * len(names)), ""])
-    row("gRPC Allocate p50 / p99, wall, all", lambda r: p50_p99([s.wall for s in r.samples]), source=slow)
-    row("  reusing (no NVML change)", lambda r: p50_p99([s.wall for s in ok(r) if s.reused]), source=slow)
-    row("  reshaping", lambda r: p50_p99([s.wall for s in ok(r) if not s.reused]), source=slow)
-    row("  NVML excluded, all", lambda r: p50_p99([s.wall - s.nvml for s in r.samples]), source=slow)
-    row("  mean wall per admitted pod", lambda r: ms(statistics.mean(s.wall for s in ok(r))), source=slow)
-    return rows
-
-
-# --------------------------------------------------------------------------- (c) + (d) subprocess
+    def reshape(self) -> list[Call]:
+        return [c for c in self.calls if c.ok and c.reshaped]
 
 
 def admit(node: ProcessNode, name: str, count: int) -> bool:
@@ -289,36 +210,27 @@ def admit(node: ProcessNode, name: str, count: int) -> bool:
     try:
         node.kubelet.allocate(RESOURCE, ids, timeout=30)
     except Exception:  # grpc.RpcError: the agent refused
-        node.api.set_pod_phase("default", name, "Failed")
         return False
-    node.api.set_pod_phase("default", name, "Running")
     return True
 
 
-@dataclass
-class ProcessResult:
-    rss_ready: tuple[float, float] = (0.0, 0.0)
-    rss_after: tuple[float, float] = (0.0, 0.0)
-    rss_restarted: tuple[float, float] = (0.0, 0.0)
-    rss_series: list[tuple[int, float]] = field(default_factory=list)  # (admissions so far, VmRSS MiB)
-    admitted: int = 0
-    refused: int = 0
-    latency: list[float] = field(default_factory=list)
-    to_registered: list[float] = field(default_factory=list)
-    to_ready: list[float] = field(default_factory=list)
-
-
-def run_process(policy: Policy, geometries: GeometryMode, admissions: int, restarts: int, seed: int) -> ProcessResult:
-    out = ProcessResult()
-    with tempfile.TemporaryDirectory(prefix="hb-", dir="/tmp") as tmp:
+def run_agent(policy: Policy, geometries: GeometryMode, admissions: int, seed: int, *, latency: str | None,
+              scrape: bool, restarts: int) -> Run:
+    out = Run()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="hb-", dir="/tmp") as tmp, env(LATENCY_ENV, latency):
         workdir = Path(tmp)
         node = ProcessNode(workdir, sim_gpus=GPUS, node="bench", extra_args=(
-            "--policy", policy, "--geometries", geometries, "--state-dir", str(workdir / "state")))
+            "--policy", policy, "--geometries", geometries, "--state-dir", str(workdir / "state"),
+            "--metrics-port", str(port), "--metrics-host", "127.0.0.1"))
+        scraper = Scraper(port) if scrape else None
         try:
-            node.start_agent(timeout=60)
+            node.start_agent(timeout=120)
             assert node.proc is not None
             time.sleep(0.5)
-            out.rss_ready = rss_mib(node.proc.pid)
+            out.rss_ready = rss_mib(node.proc.pid)[0]
+            if scraper is not None:
+                scraper.start()
             rng = random.Random(seed)
             running: list[str] = []
             completed: deque[str] = deque()
@@ -330,65 +242,131 @@ def run_process(policy: Policy, geometries: GeometryMode, admissions: int, resta
                 limits = next_pod(rng)
                 name = f"p{n}"
                 node.api.add_pod(pod_manifest(name, node=node.node, limits=limits))
+                before = read_call_stats(node.state)
                 started = time.perf_counter()
                 ok = admit(node, name, int(limits.get(RESOURCE, "1")))
-                out.latency.append(time.perf_counter() - started)
-                if ok:
-                    out.admitted += 1
-                    running.append(name)
-                else:
-                    out.refused += 1
-                    completed.append(name)
+                wall = time.perf_counter() - started
+                out.calls.append(Call(wall, ok, read_call_stats(node.state) - before))
+                node.api.set_pod_phase("default", name, "Running" if ok else "Failed")
+                (running if ok else completed).append(name)
                 while len(completed) > KEEP_COMPLETED:
                     node.api.delete_pod("default", completed.popleft(), grace_period_s=0)
                 if (n + 1) % max(1, admissions // 10) == 0:
                     out.rss_series.append((n + 1, rss_mib(node.proc.pid)[0]))
-            out.rss_after = rss_mib(node.proc.pid)
+            if scraper is not None:
+                scraper.stop()
+                out.scrapes, out.scrape_failures = scraper.latency, scraper.failed
+            out.rss_after = rss_mib(node.proc.pid)[0]
+            time.sleep(2.0)
+            out.rss_settled, out.rss_peak = rss_mib(node.proc.pid)
             for _ in range(restarts):
                 previous = node.kubelet.registration(RESOURCE)
                 expected = len(node.kubelet.devices(RESOURCE))
                 killed = time.monotonic()
                 node.kill_agent()
-                starter = threading.Thread(target=node.start_agent, kwargs={"timeout": 60})
+                starter = threading.Thread(target=node.start_agent, kwargs={"timeout": 120})
                 starter.start()
-                registration = node.kubelet.wait_for_registration(RESOURCE, 60, after=previous)
+                node.kubelet.wait_for_registration(RESOURCE, 120, after=previous)
                 node.kubelet.wait_for_devices(
-                    RESOURCE, lambda ds, n=expected: len(ds) == n and all(d.healthy for d in ds), 60)  # type: ignore[misc]
-                ready = time.monotonic()
+                    RESOURCE, lambda ds, n=expected: len(ds) == n and all(d.healthy for d in ds), 120)  # type: ignore[misc]
+                out.to_ready.append(time.monotonic() - killed)
                 starter.join()
-                out.to_registered.append(registration.at - killed)
-                out.to_ready.append(ready - killed)
-            if restarts:
-                time.sleep(0.5)
-                assert node.proc is not None
-                out.rss_restarted = rss_mib(node.proc.pid)
         finally:
+            if scraper is not None:
+                scraper.stop()
             node.close()
     return out
 
 
-def process_rows(results: dict[str, ProcessResult], admissions: int, restarts: int) -> list[list[str]]:
-    names = list(results)
+# --------------------------------------------------------------------------- tables
 
-    def row(label: str, fn: Callable[[ProcessResult], str], target: str = "") -> list[str]:
-        return [label, *(fn(results[n]) for n in names), target]
 
-    def rss(pair: tuple[float, float]) -> str:
-        return f"{pair[0]:.1f} MiB (peak {pair[1]:.1f})"
+class Rows:
+    """Table rows: one column per run, then the target."""
 
-    return [
-        row("agent RSS when ready (VmRSS, VmHWM)", lambda r: rss(r.rss_ready)),
-        row(f"agent RSS after {admissions} admissions", lambda r: rss(r.rss_after), "< 80 MiB"),
-        row("  RSS along the way (admissions: MiB)",
-            lambda r: " ".join(f"{n}:{mib:.0f}" for n, mib in r.rss_series)),
-        row("  admitted / refused", lambda r: f"{r.admitted} / {r.refused}"),
-        row("  gRPC Allocate p50 / p99 (subprocess, sim file I/O incl.)", lambda r: p50_p99(r.latency)),
-        row(f"agent RSS after {restarts} restarts (fresh process, pods running)", lambda r: rss(r.rss_restarted)),
-        row(f"SIGKILL -> registered with the kubelet, p50 / max of {restarts}",
-            lambda r: f"{ms(percentile(r.to_registered, 50))} / {ms(max(r.to_registered, default=math.nan))}"),
-        row("SIGKILL -> registered, all devices healthy, p50 / max",
-            lambda r: f"{ms(percentile(r.to_ready, 50))} / {ms(max(r.to_ready, default=math.nan))}"),
-    ]
+    def __init__(self, runs: dict[str, Run]) -> None:
+        self.runs = runs
+        self.rows: list[list[str]] = []
+
+    def __call__(self, label: str, fn: Callable[[Run], str], target: str = "") -> None:
+        self.rows.append([label, *(fn(run) for run in self.runs.values()), target])
+
+    def allocates(self, target: str = "") -> None:
+        """The rows both tables start with: how many Allocates, and their latency."""
+        self("Allocate calls (admitted: reuse + reshape / refused)",
+             lambda r: f"{len(r.calls)} ({len(r.reuse())} + {len(r.reshape())} / {len(r.calls) - len(r.ok())})")
+        self("Allocate p50 / p99, all", lambda r: p50_p99([c.wall for c in r.calls]), target)
+        self("  reusing an instance", lambda r: p50_p99([c.wall for c in r.reuse()]))
+        self("  reshaping", lambda r: p50_p99([c.wall for c in r.reshape()]))
+
+
+def rows_zero_latency(runs: dict[str, Run], admissions: int) -> list[list[str]]:
+    row = Rows(runs)
+    row.allocates("p99 < 50 ms")
+    row("  refused", lambda r: p50_p99([c.wall for c in r.calls if not c.ok]))
+    row("  max", lambda r: ms(max((c.wall for c in r.calls), default=math.nan)))
+    row(f"scrape p50 / p99 during the Allocates (every {SCRAPE_EVERY_S * 1000:.0f} ms)",
+        lambda r: p50_p99(r.scrapes), "p99 < 10 ms")
+    row("  scrapes (failed)", lambda r: f"{len(r.scrapes)} ({r.scrape_failures})")
+    row("NVML calls per Allocate reusing, p50 / p99 / max", lambda r: counts([c.nvml.total() for c in r.reuse()]),
+        "<= 40")
+    row("NVML calls per Allocate reshaping, p50 / p99 / max",
+        lambda r: counts([c.nvml.total() for c in r.reshape()]), "<= 80")
+    row("  of them mutating, p50 / p99 / max",
+        lambda r: counts([c.nvml.total("mutating") for c in r.reshape()]))
+    row("NVML calls per refused Allocate, p50 / p99 / max",
+        lambda r: counts([c.nvml.total() for c in r.calls if not c.ok]))
+    row("NVML calls per Allocate, mean (all)",
+        lambda r: f"{sum(c.nvml.total() for c in r.calls) / max(1, len(r.calls)):.1f}")
+    row("agent RSS when ready", lambda r: f"{r.rss_ready:.1f} MiB")
+    row(f"agent RSS right after {admissions} Allocates", lambda r: f"{r.rss_after:.1f} MiB", "< 80 MiB")
+    row("  2 s later (peak VmHWM)", lambda r: f"{r.rss_settled:.1f} MiB ({r.rss_peak:.1f})", "< 80 MiB")
+    row("  along the way (Allocates: MiB)", lambda r: " ".join(f"{n}:{m:.0f}" for n, m in r.rss_series))
+    row("SIGKILL -> registered, all devices healthy, p50 / max",
+        lambda r: f"{ms(percentile(r.to_ready, 50))} / {ms(max(r.to_ready, default=math.nan))}"
+        if r.to_ready else "-")
+    return row.rows
+
+
+def rows_latency(runs: dict[str, Run]) -> list[list[str]]:
+    row = Rows(runs)
+    row.allocates()
+    row("not in create/destroy calls, p50 / p99, all", lambda r: p50_p99([c.outside_create_destroy for c in r.calls]),
+        "p99 < 60 ms")
+    row("  reusing", lambda r: p50_p99([c.outside_create_destroy for c in r.reuse()]))
+    row("  reshaping", lambda r: p50_p99([c.outside_create_destroy for c in r.reshape()]))
+    row("  refused", lambda r: p50_p99([c.outside_create_destroy for c in r.calls if not c.ok]))
+    row("time in create/destroy calls per reshape, p50 / p99",
+        lambda r: p50_p99([c.nvml.seconds("create") + c.nvml.seconds("destroy") for c in r.reshape()]))
+    row("NVML queries per Allocate, p50 / p99 / max", lambda r: counts([c.nvml.total("query") for c in r.calls]))
+    return row.rows
+
+
+# --------------------------------------------------------------------------- (f) import weight
+
+AGENT_IMPORTS = """
+import hami_mig.cli.device_plugin, hami_mig.testing.nvmlsim
+from kubernetes.client import CoreV1Event, V1Node, V1PodList
+from kubernetes import config
+"""
+IMPORT_STEPS: tuple[tuple[str, str], ...] = (
+    ("the agent's imports, service-account config (in a pod)", "config.load_incluster_config"),
+    ("the agent's imports, --kubeconfig (the benchmarks' agent)", "config.load_kube_config"),
+    ("  and the kubeconfig loader's OIDC dependencies", "config.load_kube_config; import requests_oauthlib"),
+    ("  and the generated CoreV1Api", "config.load_kube_config; from kubernetes.client import CoreV1Api"),
+    ("  and kubernetes' package __init__", "config.load_kube_config; import kubernetes; kubernetes.__version__"),
+)
+
+
+def import_weight() -> list[list[str]]:
+    rows = []
+    for label, extra in IMPORT_STEPS:
+        code = AGENT_IMPORTS + extra + "\nprint(open('/proc/self/status').read())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                             cwd=ROOT)
+        rss = next(int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("VmRSS:"))
+        rows.append([label, f"{rss / 1024:.1f} MiB"])
+    return rows
 
 
 # --------------------------------------------------------------------------- main
@@ -396,36 +374,34 @@ def process_rows(results: dict[str, ProcessResult], admissions: int, restarts: i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="smaller samples (under 60 s)")
+    parser.add_argument("--quick", action="store_true", help="150 Allocates, one policy (about a minute)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--admissions", type=int, help="timed Allocates per policy, zero NVML latency")
-    parser.add_argument("--slow-admissions", type=int, help="timed Allocates per policy, with NVML latency")
-    parser.add_argument("--process-admissions", type=int, help="admissions before the subprocess RSS reading")
-    parser.add_argument("--restarts", type=int, default=5)
+    parser.add_argument("--admissions", type=int, help="Allocates per policy with zero NVML latency (default 1000)")
+    parser.add_argument("--latency-admissions", type=int, help="Allocates per policy in latency mode (default 300)")
+    parser.add_argument("--restarts", type=int, help="SIGKILL restarts per policy (default 5)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.CRITICAL)  # refusals are part of the workload; keep the table readable
-    fast_n = args.admissions or (80 if args.quick else 400)
-    slow_n = args.slow_admissions or (20 if args.quick else 100)
-    proc_n = args.process_admissions or (60 if args.quick else 300)
+    logging.basicConfig(level=logging.CRITICAL)  # refusals are part of the workload; keep the tables readable
+    fast_n = args.admissions or (150 if args.quick else 1000)
+    slow_n = args.latency_admissions or (60 if args.quick else 300)
+    restarts = args.restarts if args.restarts is not None else (2 if args.quick else 5)
+    policies = POLICIES[:1] if args.quick else POLICIES
+    labels = [f"{p}/{g}" for p, g in policies]
     began = time.monotonic()
 
-    labels = [f"{p}/{g}" for p, g in POLICIES]
-    fast = {label: run_inprocess(p, g, fast_n, args.seed, 0.0) for label, (p, g) in zip(labels, POLICIES, strict=True)}
-    slow = {label: run_inprocess(p, g, slow_n, args.seed, GI_LATENCY_S)
-            for label, (p, g) in zip(labels, POLICIES, strict=True)}
-    print(f"(a) + (b): the agent in-process, {GPUS.replace(':', ' x ')}, seed {args.seed}, "
-          f"{WARMUP} warm-up admissions not timed")
-    print(table(["measurement", *labels, "target"], inprocess_rows(fast, slow)))
-    for label in labels:
-        reasons = ", ".join(f"{k} x{v}" for k, v in fast[label].refused_reasons.most_common(3))
-        print(f"  refusals {label}: {reasons or 'none'}")
+    fast = {label: run_agent(p, g, fast_n, args.seed, latency=None, scrape=True, restarts=restarts)
+            for label, (p, g) in zip(labels, policies, strict=True)}
+    print(f"(a) (b) (d) (e): the agent as a subprocess on the file-backed simulator, {GPUS.replace(':', ' x ')}, "
+          f"seed {args.seed}, zero NVML latency")
+    print(table(["measurement", *labels, "target"], rows_zero_latency(fast, fast_n)))
 
-    # --quick: the CLI's default policy only (RSS and restart time hardly depend on the policy)
-    proc_policies = POLICIES[:1] if args.quick else POLICIES
-    procs = {f"{p}/{g}": run_process(p, g, proc_n, args.restarts, args.seed) for p, g in proc_policies}
-    print(f"\n(c) + (d): the agent as a subprocess (hami-mig device-plugin --backend sim), {GPUS.replace(':', ' x ')}")
-    print(table(["measurement", *procs, "target"], process_rows(procs, proc_n, args.restarts)))
-    print(f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.monotonic() - began:.0f} s)")
+    slow = {label: run_agent(p, g, slow_n, args.seed, latency=LATENCY, scrape=False, restarts=0)
+            for label, (p, g) in zip(labels, policies, strict=True)}
+    print(f"\n(c): the same with {LATENCY_ENV}={LATENCY}, {slow_n} Allocates")
+    print(table(["measurement", *labels, "target"], rows_latency(slow)))
+    print("\n(f): import weight, VmRSS of a fresh interpreter")
+    print(table(["imported", "VmRSS"], import_weight()))
+    print(f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
+          f"{time.monotonic() - began:.0f} s)")
     return 0
 
 

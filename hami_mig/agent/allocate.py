@@ -44,6 +44,7 @@ from hami_mig.plugin import (
 )
 
 log = logging.getLogger(__name__)
+CHECK_ROUNDS = 3  # plans made again while the GPUs they touch turn out changed, before giving up
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,19 @@ class Ports:
     def __init__(self, list_pods: Callable[[], list[Any]], inventory: Callable[[list[Any]], Inventory],
                  apply: Callable[[Sequence[Operation], Sequence[str]], ApplyResult],
                  patch_pod: Callable[[Any, dict[str, str | None]], None],
-                 prepare: Callable[[Sequence[str]], None] | None = None, journal: Journal | None = None) -> None:
+                 prepare: Callable[[Sequence[str]], None] | None = None, journal: Journal | None = None,
+                 verify: Callable[[list[Any], Decision], Inventory | None] | None = None,
+                 outside_change: Callable[[], bool] | None = None) -> None:
         self.list_pods = list_pods
         self.inventory = inventory
         self.apply = apply
         self.patch_pod = patch_pod
         self.prepare = prepare or (lambda _uuids: None)  # e.g. CDI specs on disk before anything names them
         self.journal = journal or Journal(None)  # what this call creates, until the pod records it
+        # The inventory is the agent's picture: `verify` checks the GPUs a plan touches and returns a newer
+        # picture when they changed; `outside_change` says a failed change found a GPU changed by others.
+        self.verify = verify or (lambda _pods, _decision: None)
+        self.outside_change = outside_change or (lambda: False)
 
 
 def _request_for(target: Target, config: AgentConfig) -> Request:
@@ -212,15 +219,29 @@ def allocate(device_ids: Sequence[str], config: AgentConfig, ports: Ports, geos:
         raise
 
 
+def _checked_plan(target: Target, pods: list[Any], config: AgentConfig, ports: Ports,
+                  geos: GeometryCache) -> tuple[Inventory, Request, Decision]:
+    """Plan on the agent's picture, then check the GPUs the plan touches; plan again while they changed."""
+    try:
+        inv = ports.inventory(pods)
+        for _ in range(CHECK_ROUNDS):
+            request, decision = plan(target, inv, config, geos)
+            fresher = ports.verify(pods, decision)
+            if fresher is None:
+                return inv, request, decision
+            inv = fresher
+    except HardwareError as exc:
+        raise UnavailableError(f"pod {target.key}: cannot read the GPUs: {exc}") from None
+    raise UnavailableError(f"pod {target.key}: the GPUs kept changing under hami-mig while it planned "
+                           f"({CHECK_ROUNDS} times); nothing changed, the pod can be created again")
+
+
 def _allocate_for(target: Target, pods: list[Any], started: float, config: AgentConfig, ports: Ports,
                   geos: GeometryCache) -> Outcome:
     attempt = 0
+    replanned = False
     while True:  # re-plan after NVML IN_USE: a transient holder (DCGM polling, a process exiting) may let go
-        try:
-            inv = ports.inventory(pods)
-        except HardwareError as exc:
-            raise UnavailableError(f"pod {target.key}: cannot read the GPUs: {exc}") from None
-        request, decision = plan(target, inv, config, geos)
+        inv, request, decision = _checked_plan(target, pods, config, ports, geos)
         if time.monotonic() - started > config.allocate_timeout_s:
             raise UnavailableError(
                 f"pod {target.key}: planning outlasted {config.allocate_timeout_s:.0f}s; nothing changed")
@@ -239,6 +260,11 @@ def _allocate_for(target: Target, pods: list[Any], started: float, config: Agent
         except ApplyError as exc:
             if not exc.rollback_failures:
                 ports.journal.done()  # the backend removed what it created; else reconcile finishes the job
+            outside = ports.outside_change()
+            if outside and not replanned and not exc.rollback_failures:
+                replanned = True  # someone else changed the GPU since the agent read it: plan on the new reading
+                log.info("pod %s: %s; the GPU was changed outside hami-mig, planning again", target.key, exc)
+                continue
             delay = in_use_retry(exc, attempt, started, config)
             if delay is None:
                 tries = f" (gave up after {attempt + 1} tries)" if attempt else ""

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from hami_mig.agent.allocate import Outcome, Ports, allocate, answer
@@ -14,6 +14,7 @@ from hami_mig.agent.badpods import fail_broken
 from hami_mig.agent.config import AgentConfig
 from hami_mig.agent.events import EventPoster
 from hami_mig.agent.hami_lock import mark_bind_failed, pod_allocation_done, release_node_lock
+from hami_mig.agent.heap import trim_heap
 from hami_mig.agent.inventory import GeometryCache, Inventory, read_inventory
 from hami_mig.agent.journal import Journal
 from hami_mig.agent.node import gpumem_capacity, node_annotations
@@ -25,9 +26,10 @@ from hami_mig.agent.view import build_snapshot
 from hami_mig.kube.client import KubeClient
 from hami_mig.kube.errors import ApiError, ApiForbidden
 from hami_mig.mig.catalogue import Catalogue, default_catalogue
-from hami_mig.mig.plan import Operation
+from hami_mig.mig.plan import Decision, Operation
 from hami_mig.nvml import ApplyError, ApplyResult, HardwareError, NvmlBackend
 from hami_mig.nvml.errors import nvml_error_name
+from hami_mig.nvml.inventory import NvmlInventory
 from hami_mig.plugin import (
     AllocationError,
     ContainerAllocation,
@@ -39,8 +41,10 @@ from hami_mig.plugin import (
 
 log = logging.getLogger(__name__)
 
-REFRESH_DELAY_S = 0.1
+REFRESH_DELAY_S = 0.05
 """How long after an Allocate the background refresh of the snapshot starts."""
+REFRESH_MIN_INTERVAL_S = 0.1
+"""Least time between two background refreshes: a burst of Allocates gets a picture every 0.1 s."""
 SOCKET_NAME = "hami-mig.sock"
 
 
@@ -85,13 +89,26 @@ class Agent:
         self.source = MutableDeviceSource()
         self.events = EventPoster(kube, enabled=config.events, policy=config.policy)
         self.ops = Operability(config, backend, kube, self.events)  # CDI, MIG mode, GPU Operator, IN_USE holders
+        # Read in full once, then kept current from the agent's own changes; resynced in full periodically.
+        self.inventory = NvmlInventory(backend)
+        self._nvml_error: str | None = None  # the last full read failed (NVML gone): read again before use
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresher: threading.Thread | None = None
+        self._resyncer: threading.Thread | None = None
         self._stale = threading.Event()  # an Allocate changed GPUs or records since the snapshot was taken
         self._snapshot = NodeSnapshot(node=config.node_name)
+        self._view = threading.Condition()  # guards the snapshot's publication (see _update)
+        self._view_seq = 0  # pictures taken so far; a picture older than the published one is dropped
+        self._shown_seq = 0
+        self._changes = 0  # Allocates so far (each may change GPUs or records)
+        self._shown_changes = 0  # how many of them the published snapshot reflects
+        self._allocate_pods: list[Any] = []  # what the running Allocate listed, and the pod it patched
+        self._patched: Any = None
+        self._pods_after: tuple[int, list[Any]] | None = None  # the pods as the last Allocate left them
+        self.snapshot_listeners: list[Callable[[], None]] = []  # told after a new snapshot (metrics render it)
         self._api_ok = False
         self._api_problem = "API server not reachable"
         self._nvml_ok = False
@@ -113,13 +130,16 @@ class Agent:
         self._thread.start()
         self._refresher = threading.Thread(target=self._refresh_loop, name="hami-mig-refresh", daemon=True)
         self._refresher.start()
+        if self.config.nvml_resync_interval_s > 0:
+            self._resyncer = threading.Thread(target=self._resync_loop, name="hami-mig-resync", daemon=True)
+            self._resyncer.start()
 
     def stop(self, grace: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
         self._stale.set()  # wakes the refresher, which sees the stop
         self.server.stop(grace)
-        for thread in (self._thread, self._refresher):
+        for thread in (self._thread, self._refresher, self._resyncer):
             if thread is not None:
                 thread.join(timeout=grace + 5)
         self.events.close()
@@ -152,7 +172,7 @@ class Agent:
             if self._stop.is_set():
                 return
             try:
-                self.reconcile()
+                self.reconcile(resync=False)  # the GPUs: the agent's picture, resynced by its own thread
             except Exception:  # the loop must survive anything; the next pass retries
                 log.exception("reconcile pass failed; retrying in %.0fs", self.config.reconcile_interval_s)
 
@@ -177,6 +197,8 @@ class Agent:
                 if target is not None and target.mode == "hami":
                     mark_bind_failed(self.kube, target.pod, str(exc))
                     release_node_lock(self.kube, self.config.node_name, target.pod)
+                self._patched, self._allocate_pods = None, []
+                self._changed()  # a failed change may have re-read GPUs
                 raise
             self.stats.observe_allocate(outcome.seconds, "reused" if not outcome.reshaped else "allocated")
             self.history = [*self.history[-19:], outcome]
@@ -186,23 +208,31 @@ class Agent:
             if outcome.target.mode == "hami" and pod_allocation_done(outcome.target.pod):
                 release_node_lock(self.kube, self.config.node_name, outcome.target.pod)
             # The snapshot (metrics, demo) and the advertised list are refreshed after the kubelet has its
-            # answer: re-reading every GPU and the pods again would double the Allocate's time.
-            self._stale.set()
+            # answer, by a thread that does not hold up the next Allocate, from the pods this Allocate listed.
+            patched, listed = self._patched, self._allocate_pods
+            self._patched, self._allocate_pods = None, []  # one list alive at a time: less heap to keep
+            uid = getattr(getattr(patched, "metadata", None), "uid", None)
+            self._changed([patched if uid and p.metadata.uid == uid else p for p in listed])
             return answer(outcome, self.config)
 
     def _ports(self) -> Ports:
-        return Ports(list_pods=self._pods_for_allocate, inventory=self._inventory, apply=self._apply,
-                     patch_pod=self._patch_pod, prepare=self.ops.prepare, journal=self.journal)
+        return Ports(list_pods=self._allocate_list_pods, inventory=self._inventory, apply=self._apply,
+                     patch_pod=self._patch_pod, prepare=self.ops.prepare, journal=self.journal,
+                     verify=self._verify, outside_change=self.inventory.outside_change_seen)
 
-    def _pods_for_allocate(self) -> list[Any]:
-        """The node's pods, once HAMi pods with a corrupt devices annotation are failed (raises for this call's own)."""
+    def _allocate_list_pods(self) -> list[Any]:
+        """The node's pods for this Allocate, once HAMi pods with a corrupt devices annotation are failed
+        (raises for this call's own); kept for the refresh that follows."""
+        self._patched = None
         pods = self._list_pods()
         fail_broken(pods, self.kube, self.config.node_name, self.events, admitting=True)
+        self._allocate_pods = pods
         return pods
 
     def _list_pods(self) -> list[Any]:
         try:
-            pods = list(self.kube.list_node_pods(self.config.node_name).pods)
+            # Pods that ended hold nothing and are never the one asking (the records' is_live): not listed.
+            pods = list(self.kube.list_node_pods(self.config.node_name, live_only=True).pods)
         except ApiError as exc:
             self._api_ok = False
             self._api_problem = "API server: access denied (check the RBAC rules)" if isinstance(
@@ -213,15 +243,12 @@ class Agent:
         return pods
 
     def _inventory(self, pods: list[Any]) -> Inventory:
-        try:
-            devices = self.backend.devices()
-        except HardwareError:
-            self._nvml_ok = False
-            raise
-        except self.backend.nvml.NVMLError as exc:
-            self._nvml_ok = False
-            raise HardwareError(f"NVML: {exc}") from None
-        self._nvml_ok = True
+        """The agent's picture of the GPUs (no NVML call unless the last full read failed) with the pods' holds."""
+        if self._nvml_error is not None or not self.inventory.loaded:
+            self._resync()
+            if self._nvml_error is not None:
+                raise HardwareError(self._nvml_error)
+        devices = self.inventory.devices()
         unreadable = unreadable_records(pods)
         if unreadable:
             self.stats.count_reconcile_repair("unreadable_record")
@@ -230,6 +257,43 @@ class Agent:
                       INSTANCES_ANNOTATION)
         return read_inventory(devices, holdings(pods), self.config, step_back=self.ops.step_back,
                               notes=self.ops.notes(), protect_all=bool(unreadable))
+
+    def _verify(self, pods: list[Any], decision: Decision) -> Inventory | None:
+        """Check only the GPUs a plan touches (processes, the instances it reuses); a newer picture if they changed."""
+        touches: dict[int, set[str]] = {}
+        for a in decision.allocations:
+            touches.setdefault(a.gpu_index, set()).update([a.uuid] if a.reuse and a.uuid else [])
+        for op in decision.operations:
+            touches.setdefault(op.gpu_index, set())
+        try:
+            changed = self.inventory.check(touches)
+        except self.backend.nvml.NVMLError as exc:
+            raise HardwareError(f"NVML: {exc}") from None
+        return self._inventory(pods) if changed else None
+
+    def _resync(self) -> bool:
+        """Read every GPU in full (no agent lock: Allocates go on meanwhile); True when anything changed."""
+        try:
+            found = self.inventory.resync()
+        except (HardwareError, self.backend.nvml.NVMLError) as exc:
+            self._nvml_error = f"NVML: {exc}"
+            self._nvml_ok = False
+            log.error("cannot read the GPUs: %s", exc)
+            return True
+        changed = found.changed or self._nvml_error is not None
+        self._nvml_error = None
+        self._nvml_ok = True
+        return changed
+
+    def _resync_loop(self) -> None:
+        """Every --nvml-resync-interval: notice what others changed (another tool, a reset) and act on it."""
+        while not self._stop.wait(self.config.nvml_resync_interval_s):
+            try:
+                if self._resync():
+                    self._stale.set()
+                    self.poke()  # check records, CDI specs, MIG modes against the new reading
+            except Exception:  # the thread must survive anything; the next pass retries
+                log.exception("NVML resync failed")
 
     def _apply(self, ops: Sequence[Operation], protected: Sequence[str]) -> ApplyResult:
         try:
@@ -250,11 +314,18 @@ class Agent:
     def _patch_pod(self, pod: Any, annotations: dict[str, str | None]) -> None:
         meta = pod.metadata
         try:
-            self.kube.patch_pod_annotations(meta.namespace, meta.name, annotations,
-                                            resource_version=meta.resource_version)
+            self._patched = self.kube.patch_pod_annotations(meta.namespace, meta.name, annotations,
+                                                            resource_version=meta.resource_version)
         except ApiError as exc:
             self.stats.count_api_error(type(exc).__name__)
             raise
+
+    def _changed(self, pods: list[Any] | None = None) -> None:
+        """An Allocate ended; `pods`: the node's pods as it left them (the refresher then need not list them)."""
+        with self._view:
+            self._changes += 1
+            self._pods_after = (self._changes, pods) if pods is not None else None
+        self._stale.set()
 
     def _refresh_loop(self) -> None:
         while not self._stop.is_set():
@@ -263,31 +334,45 @@ class Agent:
             # take the Allocates of a pod's several containers in one refresh.
             if self._stop.wait(REFRESH_DELAY_S):
                 return
-            self._refresh_if_stale()
+            self._stale.clear()
+            self._refresh()
+            self._tell_listeners()
+            if self._stop.wait(REFRESH_MIN_INTERVAL_S):
+                return
 
-    def _refresh_if_stale(self, wait_s: float = -1) -> None:
-        """Refresh the snapshot if an Allocate left it stale; wait at most `wait_s` for the lock (-1: as long
-        as it takes), and give up silently after that."""
-        if self._stale.is_set() and self._lock.acquire(timeout=wait_s):
+    def _tell_listeners(self) -> None:
+        for listener in self.snapshot_listeners:
             try:
-                if self._stale.is_set():  # the other caller may have refreshed it while we waited
-                    self._refresh_after_allocate()
-            finally:
-                self._lock.release()
+                listener()
+            except Exception:  # a listener's bug must not stop the refreshes
+                log.exception("snapshot listener failed")
 
-    def _refresh_after_allocate(self) -> None:
-        self._stale.clear()
+    def _refresh(self) -> None:
+        """A new picture from the agent's inventory and the pods, without the agent lock: an Allocate never
+        waits for it, and a scrape is served the last published picture meanwhile."""
+        with self._view:
+            changes = self._changes
+            known = self._pods_after[1] if self._pods_after and self._pods_after[0] == changes else None
+            self._pods_after = None
         try:
-            pods = self._list_pods()
-            self._update(self._inventory(pods), pods)
+            pods = known if known is not None else self._list_pods()
+            self._update(self._inventory(pods), pods, changes)
         except (ApiError, HardwareError) as exc:
             log.debug("refresh after Allocate skipped: %s", exc)
+            with self._view:  # readers waiting for this picture get the previous one
+                self._shown_changes = max(self._shown_changes, changes)
+                self._view.notify_all()
+        trim_heap()  # the Allocate's pod lists are garbage now: collect them and give their pages back
 
     # -- reconcile -------------------------------------------------------------------------------
-    def reconcile(self) -> None:
-        """Re-read NVML and the node's pods, refresh what is advertised and published, report drift."""
+    def reconcile(self, resync: bool = True) -> None:
+        """Re-read the node's pods (and with `resync` every GPU in full), refresh what is advertised and
+        published, report drift."""
+        if resync:
+            self._resync()
         with self._lock:
-            self._stale.clear()  # what follows reads everything afresh
+            with self._view:
+                changes = self._changes
             try:
                 pods = self._list_pods()
             except ApiError as exc:
@@ -300,8 +385,8 @@ class Agent:
                 inv = self._inventory(pods or [])
             except HardwareError as exc:
                 log.error("reconcile: cannot read GPUs: %s", exc)
-                self._snapshot = NodeSnapshot(node=self.config.node_name, registered=self.server.registered,
-                                              api_ok=self._api_ok, taken_at=time.time())
+                self._show(NodeSnapshot(node=self.config.node_name, registered=self.server.registered,
+                                        api_ok=self._api_ok, taken_at=time.time()), changes)
                 return
             if self.ops.manage_modes(inv, pods_known=pods is not None):
                 with contextlib.suppress(HardwareError):  # a MIG mode or instances changed: read them again
@@ -312,8 +397,9 @@ class Agent:
                     with contextlib.suppress(HardwareError):
                         inv = self._inventory(pods)
             self.ops.sync_cdi(inv)
-            self._update(inv, pods or [])
+            self._update(inv, pods or [], changes)
             self._publish(inv)
+        self._tell_listeners()  # outside the lock
 
     def _release_idle(self, inv: Inventory) -> bool:
         """With --idle-release-seconds: destroy free instances nobody has used for that long."""
@@ -345,16 +431,38 @@ class Agent:
                           "outside hami-mig; the pod must be restarted", holder.label(), mig_uuid, held.profile,
                           held.start, held.gpu_uuid)
 
-    def _update(self, inv: Inventory, pods: list[Any]) -> None:
+    def _update(self, inv: Inventory, pods: list[Any], changes: int) -> None:
+        """Publish a picture taken after the first `changes` Allocates; one started before the published
+        picture (a refresh overtaken by a reconcile pass) is dropped."""
+        seq = self._next_seq()
         waiting = sum(1 for p in pods if getattr(p.status, "phase", None) == "Pending")
-        self._snapshot = build_snapshot(self.config.node_name, inv, self.geos, pods_waiting=waiting,
-                                        registered=self.server.registered, api_ok=self._api_ok)
+        snapshot = build_snapshot(self.config.node_name, inv, self.geos, pods_waiting=waiting,
+                                  registered=self.server.registered, api_ok=self._api_ok)
         managed = {s.uuid for s in inv.states}
         devices = [
             Device(id=f"{d.uuid}-{n}", healthy=d.mig_mode == "enabled", numa_node=d.numa_node, group=d.uuid)
             for d in inv.devices if d.uuid in managed for n in range(self.config.split_count)
         ]
-        self.source.set_devices(devices)
+        self._show(snapshot, changes, devices, seq)
+
+    def _next_seq(self) -> int:
+        with self._view:
+            self._view_seq += 1
+            return self._view_seq
+
+    def _show(self, snapshot: NodeSnapshot, changes: int, devices: list[Device] | None = None,
+              seq: int | None = None) -> None:
+        with self._view:
+            seq = self._view_seq + 1 if seq is None else seq
+            self._view_seq = max(self._view_seq, seq)
+            if seq < self._shown_seq:
+                return
+            self._shown_seq = seq
+            self._snapshot = snapshot
+            self._shown_changes = max(self._shown_changes, changes)
+            if devices is not None:
+                self.source.set_devices(devices)
+            self._view.notify_all()
 
     def _publish(self, inv: Inventory) -> None:
         try:
@@ -368,11 +476,15 @@ class Agent:
 
     # -- views -----------------------------------------------------------------------------------
     def snapshot(self, wait_s: float = 1.0) -> NodeSnapshot:
-        """The latest picture, taken after the last Allocate and reconcile pass.
+        """The picture taken after the last Allocate: right after one it is refreshed in the background,
+        and this waits for that (at most `wait_s`, then it is the previous picture). Never takes the lock."""
+        with self._view:
+            wanted = self._changes
+            self._view.wait_for(lambda: self._shown_changes >= wanted, timeout=max(0.0, wait_s))
+            return self._snapshot
 
-        Right after an Allocate the picture is refreshed in the background; a reader arriving before that
-        waits for it (up to `wait_s`, then gets the previous picture rather than stalling a scrape)."""
-        self._refresh_if_stale(wait_s)
+    def current_snapshot(self) -> NodeSnapshot:
+        """The last published picture, at once (what /metrics serves: a scrape never waits for a refresh)."""
         return self._snapshot
 
     def ready(self) -> tuple[bool, str]:

@@ -14,6 +14,7 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 from hami_mig.errors import HamiMigError
+from hami_mig.kube.corev1 import CoreV1
 from hami_mig.kube.errors import api_call
 from hami_mig.kube.podwatch import PodWatch
 
@@ -84,7 +85,7 @@ class KubeClient:
         node_name: str = "",
     ) -> None:
         self.api_client = api_client
-        self.core = client.CoreV1Api(api_client)
+        self.core = CoreV1(api_client)  # the calls below, without importing the whole generated CoreV1Api
         self.timeouts = timeouts or Timeouts()
         self.component = component
         self.node_name = node_name
@@ -135,11 +136,13 @@ class KubeClient:
         return (self.timeouts.connect_s, self.timeouts.read_s)
 
     # --- pods -----------------------------------------------------------------------------------
-    def list_node_pods(self, node: str, *, label_selector: str | None = None) -> PodList:
-        """Pods bound to `node` in every namespace, with the list's resourceVersion."""
+    def list_node_pods(self, node: str, *, label_selector: str | None = None, live_only: bool = False) -> PodList:
+        """Pods bound to `node` in every namespace, with the list's resourceVersion; `live_only`: not those that
+        ended (Succeeded/Failed), which hold nothing."""
+        fields = f"spec.nodeName={node}" + (",status.phase!=Succeeded,status.phase!=Failed" if live_only else "")
         with api_call("list", "pods"):
             result = self.core.list_pod_for_all_namespaces(
-                field_selector=f"spec.nodeName={node}", label_selector=label_selector, _request_timeout=self._timeout
+                field_selector=fields, label_selector=label_selector, _request_timeout=self._timeout
             )
         version = result.metadata.resource_version if result.metadata is not None else None
         return PodList(tuple(result.items or ()), str(version or ""))

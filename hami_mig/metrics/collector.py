@@ -1,11 +1,16 @@
-"""Collectors computing every gauge from a fresh NodeSnapshot at scrape time (nothing stale to reset)."""
+"""Collectors computing every gauge from the agent's latest NodeSnapshot at scrape time (nothing stale to
+reset); the snapshot's series are rendered once per snapshot, the counters on every scrape."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from hami_mig import __version__
 from hami_mig.agent.snapshot import NodeSnapshot
@@ -15,7 +20,9 @@ from hami_mig.metrics.own import own_families
 log = logging.getLogger(__name__)
 
 SnapshotFn = Callable[[], NodeSnapshot]
+Encoder = Callable[[CollectorRegistry], bytes]
 _EMPTY = NodeSnapshot(node="")
+_OM_EOF = b"# EOF\n"
 
 
 class SnapshotCollector:
@@ -25,6 +32,10 @@ class SnapshotCollector:
         self._snapshot_fn = snapshot_fn
         self.legacy = legacy
         self.v29 = v29
+        self._cache_lock = threading.Lock()
+        self._cached_for: NodeSnapshot | None = None
+        self._cache: dict[Hashable, bytes] = {}
+        self._formats: dict[Hashable, Encoder] = {}  # the formats scrapes asked for
 
     def describe(self) -> Iterable[Metric]:
         """Names only (no snapshot taken) so the registry can reject duplicates at register time."""
@@ -38,10 +49,40 @@ class SnapshotCollector:
             return [_snapshot_up(False)]
         return list(self._families(snap))
 
+    def render(self, encoder: Encoder) -> bytes:
+        """This collector's series in the encoder's format, rendered once per snapshot: the snapshot changes
+        after an Allocate or a reconcile pass, scrapes come far more often (and during Allocate bursts)."""
+        try:
+            snap = self._snapshot_fn()
+        except Exception:
+            log.exception("metrics: taking the node snapshot failed; serving no snapshot series")
+            return encoder(_registry_of(_Fixed([_snapshot_up(False)])))
+        key = _encoder_key(encoder)
+        with self._cache_lock:
+            self._formats.setdefault(key, encoder)
+            if self._cached_for is not snap:
+                self._cached_for, self._cache = snap, {}
+            found = self._cache.get(key)
+        if found is None:
+            found = encoder(_registry_of(_Fixed(list(self._families(snap)))))
+            with self._cache_lock:
+                if self._cached_for is snap:
+                    self._cache[key] = found
+        return found
+
     def _families(self, snap: NodeSnapshot) -> Iterator[Metric]:
         yield _snapshot_up(True)
         yield from hami_families(snap, self.legacy, self.v29)
         yield from own_families(snap)
+
+
+    def warm(self) -> None:
+        """Render the current snapshot in the formats scrapes use, before the next scrape asks (the agent
+        calls this from its refresh thread once a new snapshot is published)."""
+        with self._cache_lock:
+            formats = list(self._formats.values())
+        for encoder in formats:
+            self.render(encoder)
 
 
 class BuildInfoCollector:
@@ -64,3 +105,69 @@ def _snapshot_up(ok: bool) -> Metric:
         "(the snapshot series are then absent).")
     family.add_metric([], 1.0 if ok else 0.0)
     return family
+
+
+def _encoder_key(encoder: Encoder) -> Hashable:
+    """The same format asked twice is the same key (prometheus_client makes a new partial per request)."""
+    if isinstance(encoder, functools.partial):
+        return (encoder.func, encoder.args, tuple(sorted(encoder.keywords.items())))
+    return encoder
+
+
+class Recent:
+    """A collector's metrics reused for `ttl_s` seconds: the process collector reads half a dozen /proc files,
+    each a wait for the GIL while an Allocate runs; CPU seconds and memory a second old are as useful."""
+
+    def __init__(self, collector: Collector, ttl_s: float = 1.0) -> None:
+        self._collector = collector
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._metrics: list[Metric] = []
+
+    def collect(self) -> Iterable[Metric]:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._until:
+                return self._metrics
+        metrics = list(self._collector.collect())
+        with self._lock:
+            self._metrics, self._until = metrics, now + self._ttl_s
+        return metrics
+
+
+class _Fixed:
+    """Metrics already computed, as a collector."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+def _registry_of(collector: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+class AgentRegistry(CollectorRegistry):
+    """Everything /metrics serves. `exposition` renders the counters (`others`: registered there too) on each
+    scrape and reuses the snapshot's series as rendered for the current snapshot."""
+
+    def __init__(self, snapshot: SnapshotCollector) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.others = CollectorRegistry(auto_describe=False)
+
+    def add(self, collector: Collector) -> None:
+        """Register a collector other than the snapshot's, for both renderings."""
+        self.register(collector)
+        self.others.register(collector)
+
+    def exposition(self, encoder: Encoder) -> bytes:
+        rest = encoder(self.others)
+        if rest.endswith(_OM_EOF):  # OpenMetrics: one EOF marker, at the very end
+            rest = rest[: -len(_OM_EOF)]
+        return rest + self.snapshot.render(encoder)

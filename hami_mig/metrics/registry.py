@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import CollectorRegistry
 
 from hami_mig import __version__
-from hami_mig.metrics.collector import BuildInfoCollector, SnapshotCollector, SnapshotFn
+from hami_mig.metrics.collector import AgentRegistry, BuildInfoCollector, Recent, SnapshotCollector, SnapshotFn
 from hami_mig.metrics.stats import AgentStats
 
 
@@ -18,13 +17,14 @@ def build_registry(
     v29: bool = True,
     process: bool = True,
     version: str = __version__,
-) -> CollectorRegistry:
+) -> AgentRegistry:
     """A fresh registry (never the global default) holding everything /metrics serves."""
-    registry = CollectorRegistry()
-    registry.register(BuildInfoCollector(version))
-    registry.register(SnapshotCollector(snapshot_fn, legacy=legacy, v29=v29))
+    snapshot = SnapshotCollector(snapshot_fn, legacy=legacy, v29=v29)
+    registry = AgentRegistry(snapshot)
+    registry.add(BuildInfoCollector(version))
+    registry.register(snapshot)
     if stats is not None:
-        registry.register(stats)
+        registry.add(stats)
     if process:
-        ProcessCollector(registry=registry)
+        registry.add(Recent(ProcessCollector(registry=None)))  # read /proc at most once a second
     return registry

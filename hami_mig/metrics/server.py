@@ -13,6 +13,8 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
+from hami_mig.metrics.collector import AgentRegistry
+
 log = logging.getLogger(__name__)
 
 ReadyFn = Callable[[], tuple[bool, str]]
@@ -64,8 +66,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _metrics(self, body: bool) -> None:
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        registry = self.server.registry
         try:
-            payload = encoder(self.server.registry)
+            # The agent's registry reuses the snapshot's series as rendered once per snapshot: a scrape during
+            # an Allocate burst renders only the counters.
+            payload = registry.exposition(encoder) if isinstance(registry, AgentRegistry) else encoder(registry)
         except Exception as exc:  # a collector bug answers 500, the server keeps serving
             log.exception("metrics: collecting failed")
             self._send(500, f"collecting metrics failed: {exc}\n".encode(), "text/plain; charset=utf-8", body)

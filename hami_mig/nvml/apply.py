@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,8 +11,10 @@ from hami_mig.errors import InputError
 from hami_mig.mig.catalogue import GpuModel, Profile, UnknownProfileError
 from hami_mig.mig.plan import Operation
 from hami_mig.nvml import errors as E
+from hami_mig.nvml.device import GpuDevice
 from hami_mig.nvml.discovery import compute_instances, find_gpu_instance
-from hami_mig.nvml.instances import Created, InstanceRecord, create_instance, destroy_instance
+from hami_mig.nvml.fastpath import STALE, create_known_free, destroy_known
+from hami_mig.nvml.instances import Created, Destroyed, InstanceRecord, create_instance, destroy_instance
 
 if TYPE_CHECKING:
     from hami_mig.nvml.backend import NvmlBackend
@@ -101,7 +103,7 @@ class _Context:
 
 def _prepare(backend: NvmlBackend, ops: tuple[Operation, ...]) -> _Context:
     handles: dict[int, tuple[Any, str]] = {}
-    count = backend.gpu_count()
+    count = backend.facts.count()
     for n, op in enumerate(ops):
         if op.gpu_index not in handles:
             if not 0 <= op.gpu_index < count:
@@ -114,32 +116,62 @@ def _prepare(backend: NvmlBackend, ops: tuple[Operation, ...]) -> _Context:
     return _Context(handles, profiles)
 
 
-def apply_plan(backend: NvmlBackend, ops: tuple[Operation, ...], protected: Collection[str] = ()) -> ApplyResult:
+def apply_plan(backend: NvmlBackend, ops: tuple[Operation, ...], protected: Collection[str] = (),
+               known: Mapping[int, GpuDevice] | None = None) -> ApplyResult:
     """Execute `ops` in order under the locks of every GPU they touch.
 
     On failure: destroy what this plan created (newest first), never touch instances it did not create,
     and raise ApplyError naming the failed step, the GPU and the NVML error. Free instances this plan
-    destroyed before the failure are gone for good and the error says so.
+    destroyed before the failure are gone for good and the error says so. `known`: what the caller's
+    inventory holds per GPU index, so steps on instances it knows take the short paths of fastpath.py.
     """
     ctx = _prepare(backend, ops)
     nvml = backend.nvml
     done: list[tuple[StepResult, Created | None]] = []
+    shown = {i: dev for i, dev in (known or {}).items() if dev.mig_enabled and i in ctx.handles}
+    live = {i: {(hw.gi_id, ci.ci_id) for hw in dev.instances for ci in hw.compute} for i, dev in shown.items()}
     with backend.locks.hold(uuid for _h, uuid in ctx.handles.values()):
         for n, (op, profile) in enumerate(zip(ops, ctx.profiles, strict=True)):
             handle, uuid = ctx.handles[op.gpu_index]
+            dev = shown.get(op.gpu_index)
+            if dev is not None and dev.uuid != uuid:
+                dev = None
             try:
                 if op.op == "create":
-                    created = create_instance(nvml, handle, profile, op.start)
+                    if dev is not None and dev.find(op.profile, op.start) is None:
+                        created = create_known_free(backend.facts, backend.facts.get(op.gpu_index), profile,
+                                                    op.start, live[op.gpu_index])
+                    else:
+                        created = create_instance(nvml, handle, profile, op.start)
+                        if op.gpu_index in live and created.record.ci_id is not None:
+                            live[op.gpu_index].add((created.record.gi_id, created.record.ci_id))
                     outcome: Outcome = "existing" if created.existed else "created"
                     done.append((StepResult(op, uuid, outcome, created.record), created))
                 else:
-                    gone = destroy_instance(nvml, handle, profile, op.start, protected)
+                    gone = _destroy(backend, op, profile, dev, protected, live)
                     record = gone.record if gone else None
                     done.append((StepResult(op, uuid, "destroyed" if gone else "absent", record), None))
                 log.info("%s: %s", op_label(op, uuid), done[-1][0].outcome)
             except Exception as exc:
                 raise _failed(backend, ops, n, uuid, exc, done, protected) from exc
     return ApplyResult(tuple(step for step, _ in done))
+
+
+def _destroy(backend: NvmlBackend, op: Operation, profile: Profile, dev: GpuDevice | None, protected: Collection[str],
+             live: dict[int, set[tuple[int, int]]]) -> Destroyed | None:
+    """The short path for a whole-GI instance the inventory knows; the full lookup otherwise or when stale."""
+    hw = dev.find(op.profile, op.start) if dev is not None else None
+    if hw is not None and hw.standard and hw.mig_uuid:
+        fast = destroy_known(backend.facts, backend.facts.get(op.gpu_index), profile, hw, protected,
+                             live[op.gpu_index])
+        if isinstance(fast, Destroyed):
+            return fast
+        assert fast == STALE
+    handle, _uuid = backend.handle(op.gpu_index)
+    gone = destroy_instance(backend.nvml, handle, profile, op.start, protected)
+    if gone is not None and op.gpu_index in live:
+        live[op.gpu_index].discard((gone.record.gi_id, gone.record.ci_id or 0))
+    return gone
 
 
 def _failed(backend: NvmlBackend, ops: tuple[Operation, ...], n: int, uuid: str, exc: Exception,

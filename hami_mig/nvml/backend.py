@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from hami_mig.mig.catalogue import GpuModel
 from hami_mig.mig.plan import Operation
@@ -14,18 +13,30 @@ from hami_mig.mig.state import GpuState
 from hami_mig.nvml import errors as E
 from hami_mig.nvml.apply import ApplyResult, apply_plan
 from hami_mig.nvml.device import GpuDevice, enable_hint
-from hami_mig.nvml.discovery import read_gpu, unreadable_gpu
+from hami_mig.nvml.discovery import unreadable_gpu
+from hami_mig.nvml.facts import FactsCache, GpuFacts
 from hami_mig.nvml.holders import GpuHolder, gpu_minor, gpu_processes, nvml_holders
 from hami_mig.nvml.locks import GpuLocks
 from hami_mig.nvml.migmode import MigDeviceNodes, MigModeChange, mig_device_nodes, set_mig_mode
-from hami_mig.nvml.profiles import decode
+from hami_mig.nvml.reader import read_device
+
+
+class ChangeObserver(Protocol):
+    """Told about every change made through the backend (the agent's inventory keeps its picture with it)."""
+
+    def known(self) -> dict[int, GpuDevice]: ...
+    def changing(self, gpus: Collection[int]) -> None: ...
+    def applied(self, ops: Sequence[Operation], result: ApplyResult) -> None: ...
+    def apply_failed(self, ops: Sequence[Operation], exc: BaseException) -> None: ...
+    def mode_changed(self, gpu: int) -> None: ...
 
 
 class NvmlBackend:
     """Wraps a pynvml-like module (real pynvml, or the simulator in tests) with discovery and safe apply.
 
-    Changes MIG mode only through `set_mig_mode` (the agent's opt-in `--manage-mig-mode`). Profile tables
-    are cached per GPU UUID: the driver fixes them while MIG is on.
+    Changes MIG mode only through `set_mig_mode` (the agent's opt-in `--manage-mig-mode`). What does not
+    change while the driver is loaded (handles, UUIDs, names, memory, profile tables and placements) is
+    read once per GPU (`facts`).
     """
 
     def __init__(self, nvml: Any = None) -> None:
@@ -35,8 +46,8 @@ class NvmlBackend:
             nvml = pynvml
         self.nvml: Any = nvml
         self.locks = GpuLocks()
-        self._models: dict[str, GpuModel] = {}
-        self._models_guard = threading.Lock()
+        self.facts = FactsCache(nvml)
+        self.observer: ChangeObserver | None = None
         self._open = False
 
     # -- session ---------------------------------------------------------------------------------
@@ -58,6 +69,7 @@ class NvmlBackend:
     def shutdown(self) -> None:
         if self._open:
             self._open = False
+            self.facts.forget()
             with contextlib.suppress(self.nvml.NVMLError):
                 self.nvml.nvmlShutdown()
 
@@ -70,22 +82,19 @@ class NvmlBackend:
 
     # -- discovery -------------------------------------------------------------------------------
     def gpu_count(self) -> int:
-        return int(self.nvml.nvmlDeviceGetCount())
+        """NVML's GPU count, asked again (the count `facts` holds is what a plan is checked against)."""
+        self.facts.forget_count()
+        return self.facts.count()
 
     def device(self, index: int) -> GpuDevice:
         """One GPU, fully read. An unreadable GPU (lost, no permission) comes back with mig_mode "unknown"."""
         try:
-            handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
-            cached = self._models.get(decode(self.nvml.nvmlDeviceGetUUID(handle)))
-            dev = read_gpu(self.nvml, index, cached)
+            return read_device(self.facts, index)
         except self.nvml.NVMLError as exc:
             if E.nvml_code(exc) == E.UNINITIALIZED:
                 raise
+            self.facts.forget(index)  # read its facts again once it answers
             return unreadable_gpu(self.nvml, index, exc)
-        if dev.model is not None:
-            with self._models_guard:
-                self._models.setdefault(dev.uuid, dev.model)
-        return dev
 
     def devices(self) -> tuple[GpuDevice, ...]:
         """Every GPU on the node; read-only and safe on any production node."""
@@ -96,37 +105,63 @@ class NvmlBackend:
         return {d.index: d.to_gpu_state(in_use_uuids) for d in self.devices() if d.mig_enabled}
 
     # -- handles for execution ---------------------------------------------------------------------
-    def handle(self, index: int) -> tuple[Any, str]:
-        """(device handle, GPU UUID) for an index, or HardwareError naming the NVML error."""
+    def gpu_facts(self, index: int) -> GpuFacts:
+        """The GPU's facts read once (handle, UUID ...), or HardwareError naming the NVML error."""
         try:
-            handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
-            return handle, decode(self.nvml.nvmlDeviceGetUUID(handle))
+            return self.facts.get(index)
         except self.nvml.NVMLError as exc:
             raise E.HardwareError(f"GPU {index}: {E.describe_nvml(exc)}", E.nvml_code(exc)) from None
 
+    def handle(self, index: int) -> tuple[Any, str]:
+        """(device handle, GPU UUID) for an index, or HardwareError naming the NVML error."""
+        facts = self.gpu_facts(index)
+        return facts.handle, facts.uuid
+
     def model(self, index: int) -> GpuModel:
-        """NVML's profile table for GPU `index` (cached); MigDisabledError when MIG is not on."""
-        _handle, uuid = self.handle(index)
-        with self._models_guard:
-            if uuid in self._models:
-                return self._models[uuid]
+        """NVML's profile table for GPU `index` (read once); MigDisabledError when MIG is not on."""
+        facts = self.gpu_facts(index)
+        if facts.model is not None:
+            return facts.model
         dev = self.device(index)
         if not dev.mig_enabled or dev.model is None:
             raise E.MigDisabledError(dev.message or enable_hint(index))
         return dev.model
 
     # -- changes ---------------------------------------------------------------------------------
+    def observe(self, observer: ChangeObserver | None) -> None:
+        """Report every apply and MIG mode change to `observer` (one at a time)."""
+        self.observer = observer
+
     def apply(self, operations: Iterable[Operation], protected: Collection[str] = ()) -> ApplyResult:
         """Run a plan under the per-GPU locks, rolling back this plan's creations on any failure."""
-        return apply_plan(self, tuple(operations), protected)
+        ops = tuple(operations)
+        observer = self.observer
+        if observer is None:
+            return apply_plan(self, ops, protected)
+        observer.changing({op.gpu_index for op in ops})
+        try:
+            result = apply_plan(self, ops, protected, observer.known())
+        except BaseException as exc:
+            observer.apply_failed(ops, exc)
+            raise
+        observer.applied(ops, result)
+        return result
 
     def set_mig_mode(self, index: int, enable: bool) -> MigModeChange:
         """nvmlDeviceSetMigMode under the GPU's lock; the caller checked the GPU is idle. Never resets a GPU."""
         handle, uuid = self.handle(index)
-        with self.locks.hold([uuid]):
-            change = set_mig_mode(self.nvml, handle, index, enable)
-        with self._models_guard:  # the profile table is re-read once the new mode is active
-            self._models.pop(uuid, None)
+        observer = self.observer
+        if observer is not None:
+            observer.changing([index])
+        try:
+            with self.locks.hold([uuid]):
+                change = set_mig_mode(self.nvml, handle, index, enable)
+        finally:
+            facts = self.facts.known(index)
+            if facts is not None:  # the profile table is read again once the new mode is active
+                facts.forget_mig()
+            if observer is not None:
+                observer.mode_changed(index)
         return change
 
     # -- facts for CDI specs and IN_USE reports ----------------------------------------------------

@@ -7,11 +7,11 @@ import ctypes
 from dataclasses import dataclass
 from typing import Any
 
-from hami_mig.mig.catalogue import GpuModel, Profile
+from hami_mig.mig.catalogue import Profile
+from hami_mig.nvml import compat
 from hami_mig.nvml import errors as E
-from hami_mig.nvml.compat import compute_instance_info, running_processes
-from hami_mig.nvml.device import GpuDevice, HwComputeInstance, HwInstance, MigMode, enable_hint
-from hami_mig.nvml.profiles import ci_profiles, decode, read_model
+from hami_mig.nvml.device import GpuDevice, MigMode
+from hami_mig.nvml.profiles import ci_profiles, decode
 
 MIB = 1 << 20
 MIG_ENABLE = 1
@@ -54,15 +54,20 @@ def numa_node(nvml: Any, handle: Any) -> int | None:
     return node if node >= 0 else None
 
 
-def processes(nvml: Any, mig_handle: Any) -> tuple[int, ...] | None:
-    """Pids on a MIG device; None when the driver will not say (NO_PERMISSION): callers treat it as busy."""
+def running_processes(nvml: Any, handle: Any) -> list[Any] | None:
+    """NVML's compute processes on a GPU or MIG device; None when the driver will not say (NO_PERMISSION)."""
     try:
-        procs = running_processes(nvml, mig_handle)
+        return compat.running_processes(nvml, handle)  # v3, v2 or v1, as the driver has them
     except nvml.NVMLError as exc:
         if E.nvml_code(exc) in (E.NO_PERMISSION, E.NOT_SUPPORTED):
             return None
         raise
-    return tuple(sorted({int(p.pid) for p in procs}))
+
+
+def processes(nvml: Any, mig_handle: Any) -> tuple[int, ...] | None:
+    """Pids on a MIG device; None when the driver will not say (NO_PERMISSION): callers treat it as busy."""
+    procs = running_processes(nvml, mig_handle)
+    return None if procs is None else tuple(sorted({int(p.pid) for p in procs}))
 
 
 def mig_devices(nvml: Any, handle: Any, *, with_processes: bool = True) -> dict[tuple[int, int], MigDevice]:
@@ -110,43 +115,8 @@ def compute_instances(nvml: Any, gi: Any) -> list[tuple[Any, Any, Any]]:
         count = ctypes.c_uint(size)
         nvml.nvmlGpuInstanceGetComputeInstances(gi, int(pinfo.id), array, ctypes.byref(count))
         for i in range(min(count.value, size)):
-            out.append((array[i], compute_instance_info(nvml, array[i]), pinfo))
+            out.append((array[i], compat.compute_instance_info(nvml, array[i]), pinfo))
     return sorted(out, key=lambda c: int(c[1].id))
-
-
-def hw_instances(nvml: Any, handle: Any, model: GpuModel) -> tuple[HwInstance, ...]:
-    """Every GI with its CIs, each CI matched to its MIG device UUID, memory and processes."""
-    devices = mig_devices(nvml, handle)
-    out: list[HwInstance] = []
-    for profile in model.profiles:
-        for gi, info in gpu_instances(nvml, handle, profile):
-            gi_id = int(info.id)
-            cis = []
-            for _ci, cinfo, pinfo in compute_instances(nvml, gi):
-                dev = devices.get((gi_id, int(cinfo.id)))
-                cis.append(
-                    HwComputeInstance(
-                        ci_id=int(cinfo.id),
-                        profile_id=int(pinfo.id),
-                        compute_slices=int(pinfo.sliceCount),
-                        mig_uuid=dev.uuid if dev else None,
-                        memory_mib=dev.memory_mib if dev and dev.memory_mib is not None else profile.memory_mib,
-                        processes=dev.processes if dev else None,
-                    )
-                )
-            out.append(
-                HwInstance(
-                    profile=profile.name,
-                    start=int(info.placement.start),
-                    size=int(info.placement.size),
-                    gi_id=gi_id,
-                    profile_id=int(info.profileId),
-                    compute_slices=profile.compute_slices,
-                    memory_mib=profile.memory_mib,
-                    compute=tuple(cis),
-                )
-            )
-    return tuple(sorted(out, key=lambda i: (i.start, i.profile)))
 
 
 def total_memory_mib(nvml: Any, handle: Any) -> int:
@@ -156,28 +126,6 @@ def total_memory_mib(nvml: Any, handle: Any) -> int:
         if E.nvml_code(exc) != E.NO_PERMISSION:
             raise
         return 0
-
-
-def read_gpu(nvml: Any, index: int, model: GpuModel | None = None) -> GpuDevice:
-    """One GPU. `model` is a cached profile table (it is fixed while MIG mode is on); read when None."""
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
-    uuid = decode(nvml.nvmlDeviceGetUUID(handle))
-    name = decode(nvml.nvmlDeviceGetName(handle))
-    memory = total_memory_mib(nvml, handle)
-    mode, active = mig_mode(nvml, handle)
-    node = numa_node(nvml, handle)
-    if not active:
-        message = enable_hint(index)
-        if mode == "pending":
-            message = (f"MIG mode change is pending on GPU {index}: reset the GPU (`nvidia-smi -i {index} -r`) "
-                       "or reboot the node; hami-mig never resets a GPU")
-        return GpuDevice(index, uuid, name, memory, mode, node, message=message)
-    if model is None:
-        model = read_model(nvml, handle, name, memory)
-    message = ""
-    if mode == "pending":
-        message = f"MIG mode will be disabled on GPU {index} at the next reset; hami-mig keeps using it until then"
-    return GpuDevice(index, uuid, name, memory, mode, node, model, hw_instances(nvml, handle, model), message)
 
 
 def unreadable_gpu(nvml: Any, index: int, exc: BaseException) -> GpuDevice:

@@ -25,6 +25,7 @@ class InstanceRecord:
     ci_id: int | None
     mig_uuid: str | None
     memory_mib: int
+    ci_profile_id: int | None = None  # NVML's id of the CI's profile, when this call knows it (not in the JSON)
 
     def to_json(self) -> dict[str, Any]:
         return {"profile": self.profile, "start": self.start, "size": self.size, "gi_id": self.gi_id,
@@ -52,7 +53,8 @@ def _readback(nvml: Any, handle: Any, profile: Profile, gi: Any, ci: Any) -> Ins
     if dev is None:
         raise E.HardwareError(f"GPU instance {gi_id} / compute instance {ci_id} has no MIG device", E.NOT_FOUND)
     return InstanceRecord(profile.name, int(gi_info.placement.start), int(gi_info.placement.size), gi_id, ci_id,
-                          dev.uuid, dev.memory_mib if dev.memory_mib is not None else profile.memory_mib)
+                          dev.uuid, dev.memory_mib if dev.memory_mib is not None else profile.memory_mib,
+                          int(ci_info.profileId))
 
 
 def _create_default_ci(nvml: Any, gi: Any, profile: Profile) -> Any:
@@ -60,7 +62,7 @@ def _create_default_ci(nvml: Any, gi: Any, profile: Profile) -> Any:
     return nvml.nvmlGpuInstanceCreateComputeInstance(gi, int(info.id))
 
 
-def _undo(nvml: Any, gi: Any, ci: Any | None, destroy_gi: bool) -> str | None:
+def undo_create(nvml: Any, gi: Any, ci: Any | None, destroy_gi: bool) -> str | None:
     """Best-effort cleanup of a half-made instance; returns what could not be undone."""
     try:
         if ci is not None:
@@ -92,7 +94,7 @@ def create_instance(nvml: Any, handle: Any, profile: Profile, start: int) -> Cre
         ci = _create_default_ci(nvml, gi, profile)
         return Created(_readback(nvml, handle, profile, gi, ci), gi_created, True)
     except Exception as exc:
-        leftover = _undo(nvml, gi, ci, gi_created)
+        leftover = undo_create(nvml, gi, ci, gi_created)
         if leftover is not None:
             exc.add_note(f"cleanup of the half-made {profile.name}@{start} failed: {leftover}")
         raise
@@ -104,6 +106,21 @@ class Destroyed:
 
     record: InstanceRecord
     mig_uuids: tuple[str, ...]
+
+
+def remove_gi(nvml: Any, gi: Any, profile: Profile, *, restore: bool) -> None:
+    """Destroy a GI whose CIs are gone; `restore`: on failure put its whole-GI CI back, so the GI is not left
+    unusable (the error says so)."""
+    try:
+        nvml.nvmlGpuInstanceDestroy(gi)
+    except nvml.NVMLError as exc:
+        if restore:
+            try:
+                _create_default_ci(nvml, gi, profile)
+                exc.add_note("its compute instance was re-created, so it stays usable under a new MIG UUID")
+            except nvml.NVMLError as again:
+                exc.add_note(f"restoring its compute instance failed too: {E.describe_nvml(again)}")
+        raise
 
 
 def destroy_instance(nvml: Any, handle: Any, profile: Profile, start: int,
@@ -138,16 +155,7 @@ def destroy_instance(nvml: Any, handle: Any, profile: Profile, start: int,
         uuids.append(dev.uuid)
     for ci, _cinfo, _p in cis:
         nvml.nvmlComputeInstanceDestroy(ci)
-    try:
-        nvml.nvmlGpuInstanceDestroy(gi)
-    except nvml.NVMLError as exc:
-        if len(cis) == 1 and int(cis[0][2].sliceCount) == profile.compute_slices:
-            try:  # put back the CI we removed, so the GI is not left unusable
-                _create_default_ci(nvml, gi, profile)
-                exc.add_note("its compute instance was re-created, so it stays usable under a new MIG UUID")
-            except nvml.NVMLError as again:
-                exc.add_note(f"restoring its compute instance failed too: {E.describe_nvml(again)}")
-        raise
+    remove_gi(nvml, gi, profile, restore=len(cis) == 1 and int(cis[0][2].sliceCount) == profile.compute_slices)
     ci_id = int(cis[0][1].id) if cis else None
     record = InstanceRecord(profile.name, start, int(info.placement.size), gi_id, ci_id,
                             uuids[0] if uuids else None, profile.memory_mib)

@@ -72,7 +72,7 @@ def test_a_port_in_use_is_the_environment_in_every_command(capsys: pytest.Captur
 def test_help_says_what_each_agent_flag_does_and_its_default() -> None:
     sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     agent = sub["device-plugin"].format_help()
-    for text in ("default: /var/lib/kubelet/device-plugins", "default: 0.0.0.0", "re-reads GPUs and pods",
+    for text in ("default: /var/lib/kubelet/device-plugins", "default: 0.0.0.0", "re-reads the node's pods",
                  "longest one kubelet Allocate may take"):
         assert text in " ".join(agent.split()), text
     demo = " ".join(sub["demo"].format_help().split())

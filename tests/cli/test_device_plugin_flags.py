@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from hami_mig.agent.config import AgentConfig
 from hami_mig.cli import build_parser
+from hami_mig.cli.common import EXIT_BAD_INPUT, CliError
 from hami_mig.cli.device_plugin import build_config
 from hami_mig.kube.nodeconfig import GpuMode
 
@@ -38,3 +41,14 @@ def test_flags_and_per_gpu_modes(tmp_path: Path) -> None:
     assert c.manage_mig_mode and c.ignore_gpu_operator
     assert c.gpu_modes == (GpuMode("hami-core", index=1),)
     assert c.mode_of("GPU-x", 1) == ("hami-core", True)
+
+
+def test_nvml_resync_interval() -> None:
+    assert config_for().nvml_resync_interval_s == 30.0
+    assert config_for("--nvml-resync-interval", "0").nvml_resync_interval_s == 0.0
+    assert config_for("--nvml-resync-interval", "7.5").nvml_resync_interval_s == 7.5
+    for bad in ("-1", "nan"):
+        with pytest.raises(CliError) as info:
+            config_for("--nvml-resync-interval", bad)
+        assert info.value.exit_code == EXIT_BAD_INPUT
+        assert str(info.value).startswith("--nvml-resync-interval: ")

@@ -63,8 +63,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "all-agent-flags": {
         "agent": {"stateDir": "/var/lib/hami-mig-journal", "manageMigMode": True, "ignoreGpuOperator": True,
                   "idleReleaseSeconds": 900, "reconcileIntervalSeconds": 15, "allocateTimeoutSeconds": 20,
-                  "events": False, "policy": "best-fit", "geometries": "any", "logLevel": "warning",
-                  "metricsPort": 9400, "kubeletDir": "/var/lib/k8s/device-plugins"},
+                  "nvmlResyncIntervalSeconds": 0, "events": False, "policy": "best-fit", "geometries": "any",
+                  "logLevel": "warning", "metricsPort": 9400, "kubeletDir": "/var/lib/k8s/device-plugins"},
         "cdi": {"enabled": True, "dir": "/etc/cdi", "baseSpec": "/var/run/cdi/nvidia.yaml"},
         "metrics": {"legacyNames": False, "v29Names": False},
         "nodeConfig": {"defaultMode": "hami-core"},
@@ -286,6 +286,8 @@ def expected_options(overrides: dict[str, Any]) -> dict[str, Any]:
         "ignore_gpu_operator": agent["ignoreGpuOperator"],
         "idle_release_seconds": float(agent["idleReleaseSeconds"]),
         "reconcile_interval": float(agent["reconcileIntervalSeconds"] or 30.0),
+        "nvml_resync_interval": float(30.0 if agent["nvmlResyncIntervalSeconds"] is None
+                                      else agent["nvmlResyncIntervalSeconds"]),
         "allocate_timeout": float(agent["allocateTimeoutSeconds"] or 30.0),
         "no_events": not agent["events"],
         "no_legacy_metrics": not metrics["legacyNames"],
@@ -493,9 +495,9 @@ def test_optional_flags(render: Render) -> None:
     assert args["--default-mode"] == "hami-core"
     assert args["--metrics-host"] == "0.0.0.0"
     assert container_args(objects)[-1] == "--metrics-host=0.0.0.0"  # extra args last
-    for flag in ("--reconcile-interval", "--allocate-timeout", "--no-events", "--no-legacy-metrics",
-                 "--no-v29-metrics", "--manage-mig-mode", "--ignore-gpu-operator", "--idle-release-seconds",
-                 "--cdi-base-spec", "--proc-root"):
+    for flag in ("--reconcile-interval", "--nvml-resync-interval", "--allocate-timeout", "--no-events",
+                 "--no-legacy-metrics", "--no-v29-metrics", "--manage-mig-mode", "--ignore-gpu-operator",
+                 "--idle-release-seconds", "--cdi-base-spec", "--proc-root"):
         assert flag not in args_of(render())
     pod = only(objects, "DaemonSet")["spec"]["template"]["spec"]
     assert "priorityClassName" not in pod

@@ -66,3 +66,19 @@ def test_bad_spec_names_the_problem() -> None:
         NvmlSim("A30:x")
     with pytest.raises(InputError, match="mode after the count"):
         NvmlSim("A30:1:mig-maybe")
+
+
+def test_the_state_as_plain_data_is_what_asdict_gives() -> None:
+    from dataclasses import asdict
+
+    sim = NvmlSim("A100-SXM4-80GB:3")
+    sim.add_instance(0, "1g.10gb", 1, pids=[3])
+    sim.set_mig_index_holes(1, [2])
+    sim.set_gpu_processes(2, [5])
+    sim.fail("create_gi", 3)
+    state = sim.store._state
+    assert state is not None
+    plain = state.to_json()
+    assert plain == asdict(state) and list(plain["gpus"][0]) == list(asdict(state)["gpus"][0])
+    plain["gpus"][0]["gis"][0]["cis"][0]["processes"][0][0] = 99  # a copy: the state is untouched
+    assert state.gpus[0].gis[0].cis[0].processes == [[3, 512]]

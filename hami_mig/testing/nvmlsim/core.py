@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -12,6 +13,7 @@ import pynvml
 
 from hami_mig.errors import InputError
 from hami_mig.testing.nvmlsim import driver, symbols
+from hami_mig.testing.nvmlsim.counts import CallStats, SharedCounter, read_call_stats
 from hami_mig.testing.nvmlsim.faults import KINDS, Faults, check_match, due_failure
 from hami_mig.testing.nvmlsim.spec import DEFAULT_SPEC, canonical_spec, new_state
 from hami_mig.testing.nvmlsim.state import FailRule, SimCi, SimGi, SimGpu, SimState
@@ -64,19 +66,23 @@ def nvml_call(fn: Callable[Concatenate[S, SimState, P], R]) -> Callable[Concaten
 
     def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         gpu = _gpu_of(name, args)
-        self.faults.before(name, gpu)
-        with self.store.transaction() as state:
-            if self._refcount == 0 and name not in _NO_INIT:
-                raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
-            symbols.require(name, self.driver_branch)
-            if state.fail_rules:
-                self.store.mark_dirty()
-                code = due_failure(state, name, gpu)
-                if code is not None:
-                    raise pynvml.NVMLError(code)
-            if name in KINDS["mutating"]:
-                self.store.mark_dirty()
-            return fn(self, state, *args, **kwargs)
+        started = time.perf_counter_ns()
+        try:
+            self.faults.before(name, gpu)
+            with self.store.transaction() as state:
+                if self._refcount == 0 and name not in _NO_INIT:
+                    raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+                symbols.require(name, self.driver_branch)
+                if state.fail_rules:
+                    self.store.mark_dirty()
+                    code = due_failure(state, name, gpu)
+                    if code is not None:
+                        raise pynvml.NVMLError(code)
+                if name in KINDS["mutating"]:
+                    self.store.mark_dirty()
+                return fn(self, state, *args, **kwargs)
+        finally:
+            self.faults.after(name, time.perf_counter_ns() - started)
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = fn.__doc__
@@ -108,6 +114,10 @@ class SimCore:
         self.driver_version = driver_version
         self.driver_branch = symbols.branch_of(driver_version)  # an older branch lacks the newer symbols
         self.store = StateStore(state_file, create, check)
+        self.state_file = state_file
+        if state_file is not None:  # counts other processes can read (read_call_stats)
+            names = {getattr(type(self), a).__name__ for a in dir(type(self)) if a.startswith("nvml")}
+            self.faults.shared = SharedCounter(state_file, names).add
         self._refcount = 0
         self._init_lock = threading.Lock()
 
@@ -188,12 +198,20 @@ class SimCore:
         self.faults.add_hook(match, nth, action, gpu)
 
     def set_latency(self, seconds: float, names: Iterable[str] | None = None) -> None:
-        """Sleep this long in every call (or the named ones); the sleep holds no lock."""
+        """Sleep this long in every call, or in the named functions or kinds (`query`, `create`, `destroy`,
+        `mutating` ...: e.g. 1 ms per query and 50 ms per create or destroy); the sleep holds no lock."""
         self.faults.set_latency(seconds, names)
 
     @property
     def calls(self) -> dict[str, int]:
+        """Calls this process made, per function name."""
         return dict(self.faults.calls)
+
+    def call_stats(self) -> CallStats:
+        """Calls and time per function: of every process sharing the state file, else of this process."""
+        if self.state_file is not None:
+            return read_call_stats(self.state_file)
+        return CallStats(dict(self.faults.calls), dict(self.faults.nanoseconds))
 
     def mutating_calls(self) -> int:
         return self.faults.mutating_calls()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 STATE_VERSION = 1
@@ -54,6 +54,16 @@ class SimGpu:
     """Per profile name, what this driver reports instead of the catalogue: memory_mib, max_count, starts, absent."""
 
 
+def _pairs(rows: list[list[int]]) -> list[list[int]]:
+    return [list(r) for r in rows]
+
+
+def _gpu_json(gpu: SimGpu) -> dict[str, Any]:
+    gis = [{**vars(gi), "cis": [{**vars(ci), "processes": _pairs(ci.processes)} for ci in gi.cis]} for gi in gpu.gis]
+    return {**vars(gpu), "mig_index_holes": list(gpu.mig_index_holes), "gis": gis,
+            "gpu_processes": _pairs(gpu.gpu_processes)}
+
+
 @dataclass
 class FailRule:
     """Fail the `nth` matching call (counted from when the rule was added) with NVML error `error`."""
@@ -83,7 +93,10 @@ class SimState:
         return value
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data, a copy (what `asdict` gives, built directly: the state file is written on every change)."""
+        return {"seed": self.seed, "spec": self.spec, "gi_ids": self.gi_ids, "next_serial": self.next_serial,
+                "gpus": [_gpu_json(g) for g in self.gpus], "fail_rules": [dict(vars(r)) for r in self.fail_rules],
+                "version": self.version}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> SimState:

@@ -77,10 +77,9 @@ class StateStore:
             if self._dirty and self._state is not None:
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
                 try:
-                    with os.fdopen(fd, "w", encoding="utf-8") as f:
-                        json.dump(self._state.to_json(), f, indent=1)
-                        f.flush()
-                        os.fsync(f.fileno())
+                    with os.fdopen(fd, "w", encoding="utf-8") as f:  # no fsync: the rename is atomic for
+                        f.write(json.dumps(self._state.to_json(), separators=(",", ":")))  # processes, which may
+                        # crash; compact, so the C encoder writes it: the file is written on every change
                     os.replace(tmp, path)
                 except BaseException:
                     with contextlib.suppress(OSError):
