@@ -56,7 +56,7 @@ steps:
 - note: a pod that names no memory gets the largest instance, on the GPU left empty by packing
 - submit: whole
   gpu: 1
-- note: half a GPU does not fit now; the reason says what is in the way
+- note: half a GPU still fits beside them, because the small pods were packed into one half
 - submit: train
   gpumem-percentage: 50
 - finish: whole

@@ -30,11 +30,6 @@ class Layouts:
             p.name: tuple((s, profile_mask(p, s)) for s in p.starts) for p in model.profiles
         }
         self._size = {p.name: p.memory_slices for p in model.profiles}
-        plannable = [(pm, p.memory_slices) for p in model.plannable for _s, pm in self._masks[p.name]]
-        # For every placement mask: the plannable placements it overlaps, with their sizes.
-        self._overlaps: dict[int, tuple[tuple[int, int], ...]] = {
-            m: tuple((pm, w) for pm, w in plannable if pm & m) for p in model.profiles for _s, m in self._masks[p.name]
-        }
 
     def placements(self, profile: str) -> tuple[tuple[int, int], ...]:
         """(start, mask) of every placement the hardware allows for the profile."""
@@ -45,10 +40,6 @@ class Layouts:
         for name, start in instances:
             taken |= mask(start, self._size[name])
         return taken
-
-    def blocked_weight(self, fixed: int, m: int) -> int:
-        """Sum of the sizes of the plannable placements that overlap `m` and are still open around `fixed`."""
-        return sum(w for pm, w in self._overlaps[m] if not pm & fixed)
 
     def free_starts(self, profile: str, occupied: int) -> list[int]:
         return [s for s, m in self._masks[profile] if not m & occupied]

@@ -22,7 +22,7 @@ def test_default_demo_runs_to_its_summary() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "summary" in out
-    assert "pods submitted: 11, admitted: 8, refused: 3" in out
+    assert "pods submitted: 11, admitted: 9, refused: 2" in out
     assert "reuses the free instance" in out  # a freed instance handed out again with no NVML op
     assert "destroy 7g.80gb@0" in out  # the reshape step
     assert "hami.io/vgpu-devices-allocated" in out
