@@ -7,7 +7,8 @@ or a CSV trace). Each scheme sees the identical trace:
 
   static all-1g/all-2g/all-3g/all-balanced  GPU Operator default mig-parted layouts, fixed
   static best                               the best fixed layout for the trace, chosen in hindsight
-  HAMi legacy                               HAMi's knownMigGeometries first fit (modelled here)
+  HAMi <= v2.6, HAMi v2.9                   HAMi's knownMigGeometries template walk (modelled from its source)
+  HAMi v2.10                                HAMi's per-instance NVML placement (modelled from its source)
   hami/config, hami/any, best-fit/...       hami-mig's REAL planner (decide + apply_decision)
   best-fit/any+reserve                      stretch: best-fit/any holding a draining GPU for whole-GPU pods
   re-pack oracle (ceiling)                  may move every running instance at each decision
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from packing_sim import report
+from packing_sim import report, targets
 from packing_sim.experiments import HEADLINE_MODEL, Plan, Results, aggregate, execute, replay
 from packing_sim.workload import read_csv
 
@@ -70,7 +71,11 @@ def print_report(results: Results, plan: Plan, markdown: bool) -> None:
     section(f"Saturation: {title}, no queue (seeds {plan.seed}..{last}, {plan.pods} pods each; "
             "sd = spread of admitted % over seeds)", report.headline_table(head, markdown))
     section("Refusals (% of offered pods) and the queued variant", report.refusal_table(head, queued, markdown))
-    section("Targets", report.targets_table(head, markdown))
+    section(f"Saturation, every mix ({HEADLINE_MODEL} x8, load {plan.headline_load:g}, no queue)",
+            report.saturation_table(results, plan, markdown))
+    section("Targets", targets.targets_table(results, plan, markdown))
+    section("HAMi under its GPU policies at saturation (admitted % / memory %; the rows above use index)",
+            report.order_table(results, plan, markdown))
     for dist in plan.distributions if len(plan.loads) > 1 else ():
         section(f"{dist}: admitted % / memory % by offered load ({HEADLINE_MODEL} x8, no queue)",
                 report.sweep_table(results, plan, dist, markdown))
@@ -82,7 +87,7 @@ def print_report(results: Results, plan: Plan, markdown: bool) -> None:
     if plan.need_sizes:
         section(f"GPUs needed: the 8-GPU load-{plan.need_load:g} uniform trace replayed on more GPUs",
                 report.need_table(results, plan, NEED_TARGETS, markdown))
-    section("hami/config next to HAMi legacy (admitted % / memory %)", report.legacy_comparison(results, markdown))
+    section("hami/config next to HAMi (admitted % / memory %)", report.hami_comparison(results, markdown))
 
 
 def section(title: str, body: str) -> None:

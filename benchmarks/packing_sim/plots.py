@@ -9,12 +9,24 @@ from typing import Any
 from .experiments import HEADLINE_MODEL, Plan, PointResult, Results
 from .metrics import TIER_LABELS
 from .report import BOUND, HEADLINE_ROWS, MAIN_ROWS, NEED_ROWS
-from .schemes import BEST_ANY, BEST_CONFIG, HAMI_ANY, HAMI_CONFIG, LEGACY, ORACLE, RESERVE, STATIC_BEST
+from .schemes import (
+    BEST_ANY,
+    BEST_CONFIG,
+    HAMI_ANY,
+    HAMI_CONFIG,
+    HAMI_V26,
+    HAMI_V29,
+    HAMI_V210,
+    ORACLE,
+    RESERVE,
+    STATIC_BEST,
+)
 
 COLORS = {
     "static all-1g": "#c7c7c7", "static all-2g": "#9e9e9e", "static all-3g": "#7f7f7f",
     "static all-balanced": "#bcbd22",
-    STATIC_BEST: "#8c564b", LEGACY: "#d62728", HAMI_CONFIG: "#ff7f0e", HAMI_ANY: "#9467bd", BEST_CONFIG: "#17becf",
+    STATIC_BEST: "#8c564b", HAMI_V26: "#f7a1a1", HAMI_V29: "#d62728", HAMI_V210: "#e377c2",
+    HAMI_CONFIG: "#ff7f0e", HAMI_ANY: "#9467bd", BEST_CONFIG: "#17becf",
     BEST_ANY: "#1f77b4", RESERVE: "#2ca02c", ORACLE: "#000000", BOUND: "#000000",
 }
 STYLE: dict[str, dict[str, Any]] = {

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.packing_sim.hami_v29 import HamiGeometries
 from benchmarks.packing_sim.hardware import NodeFeasibility, gpu_vectors, maximal
-from benchmarks.packing_sim.legacy import LegacyHami
 from benchmarks.packing_sim.metrics import summarize
 from benchmarks.packing_sim.oracle import RepackOracle
 from benchmarks.packing_sim.planned import PlannerScheme
@@ -97,8 +97,8 @@ def test_real_planner_counts_nvml_operations() -> None:
     assert scheme.clock.decisions == 3
 
 
-def test_hami_legacy_first_entry_rule_and_reconfiguration_cost() -> None:
-    scheme = LegacyHami("HAMi legacy", A80, 2, geometries(A80))
+def test_hami_v26_first_entry_rule_and_reconfiguration_cost() -> None:
+    scheme = HamiGeometries("HAMi <= v2.6", A80, 2, geometries(A80), first_entry=True, strict=True)
     trace = [Pod(0, 0.0, 5.0, 15000), Pod(1, 1.0, 5.0, 5000), Pod(2, 2.0, 5.0, 70000), Pod(3, 3.0, 5.0, 70000)]
     result = simulate(scheme, trace, A80, 2)
     got = [(o.admission.gpu, o.admission.profile, o.admission.ops) if o.admission else None for o in result.outcomes]
