@@ -27,11 +27,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from hami_mig.mig.catalogue import default_catalogue
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from packing_sim import report, targets
 from packing_sim.experiments import HEADLINE_MODEL, Plan, Results, aggregate, execute, replay
-from packing_sim.workload import read_csv
+from packing_sim.workload import Pod, read_csv, read_openb, scale_to_load
 
 NEED_TARGETS = (90.0, 95.0)
 
@@ -46,7 +48,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--plots", type=Path, help="write PNG plots here (needs matplotlib; full run default docs/img)")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    ap.add_argument("--trace", type=Path, help="replay a CSV trace (arrival,duration,gpumem) instead")
+    ap.add_argument("--trace", type=Path,
+                    help="replay a CSV trace instead: arrival,duration,gpumem, or Alibaba's openb_pod_list_*.csv")
+    ap.add_argument("--load", type=float, help="with --trace: scale durations to this offered load after a "
+                    "warm-up of the first 10%% of the pods")
     ap.add_argument("--model", default=HEADLINE_MODEL, help="GPU model for --trace")
     ap.add_argument("--gpus", type=int, default=8, help="GPUs for --trace")
     return ap.parse_args(argv)
@@ -94,11 +99,24 @@ def section(title: str, body: str) -> None:
     print(f"\n## {title}\n\n{body}")
 
 
+def read_trace(args: argparse.Namespace) -> tuple[list[Pod], float]:
+    """The trace's pods (either format) and the warm-up time (0 unless --load rescales it)."""
+    with args.trace.open() as fh:
+        header = fh.readline()
+    model = default_catalogue().lookup(args.model)
+    pods = read_openb(args.trace, model) if "gpu_milli" in header else read_csv(args.trace)
+    if args.load is None:
+        return pods, 0.0
+    return scale_to_load(pods, args.gpus, model, args.load)
+
+
 def replay_trace(args: argparse.Namespace) -> int:
-    pods = read_csv(args.trace)
-    dropped = replay(pods, args.model, args.gpus, queued=False)
-    queued = replay(pods, args.model, args.gpus, queued=True)
-    section(f"{args.trace} on {args.gpus}x {args.model} ({len(pods)} pods), no queue",
+    pods, warmup = read_trace(args)
+    dropped = replay(pods, args.model, args.gpus, queued=False, warmup=warmup)
+    queued = replay(pods, args.model, args.gpus, queued=True, warmup=warmup)
+    measured = sum(1 for p in pods if p.arrival >= warmup)
+    load = f", offered load {args.load:g}" if args.load is not None else ""
+    section(f"{args.trace} on {args.gpus}x {args.model} ({measured} pods measured{load}), no queue",
             report.headline_table(dropped, args.markdown))
     section("Refusals (% of offered pods) and the queued variant", report.refusal_table(dropped, queued, args.markdown))
     return 0
@@ -106,6 +124,10 @@ def replay_trace(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.load is not None and args.trace is None:
+        print("packing.py: --load applies to --trace only (synthetic traces are generated at each load)",
+              file=sys.stderr)
+        return 2
     if args.trace is not None:
         return replay_trace(args)
     plan = make_plan(args)

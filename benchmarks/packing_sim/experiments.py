@@ -142,11 +142,11 @@ def run_schemes(
     return out
 
 
-def replay(pods: Sequence[Pod], model_name: str, gpus: int, queued: bool) -> PointResult:
-    """Every scheme on a given trace (no warm-up); the LP bound too when dropped and scipy is there."""
+def replay(pods: Sequence[Pod], model_name: str, gpus: int, queued: bool, warmup: float = 0.0) -> PointResult:
+    """Every scheme on a given trace; the LP bound too when dropped and scipy is there."""
     model = default_catalogue().lookup(model_name)
-    summaries = run_schemes(pods, model_name, gpus, queued, 0.0, orders=not queued)
-    bound = lp_bound(pods, model, gpus, 0.0) if not queued and available() else None
+    summaries = run_schemes(pods, model_name, gpus, queued, warmup, orders=not queued)
+    bound = lp_bound(pods, model, gpus, warmup) if not queued and available() else None
     result = PointResult(Point(model_name, gpus, "trace", 0.0, queued, gpus), summaries, bound)
     _pick_static(result)
     return result

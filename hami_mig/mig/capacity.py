@@ -79,3 +79,10 @@ def capacity_table(model: GpuModel) -> CapacityTable:
     table = CapacityTable(model)
     _TABLES[id(model)] = (model, table)
     return table
+
+
+def clear_caches() -> None:
+    """Forget every table and memo (a benchmark measuring cold decisions calls this)."""
+    _TABLES.clear()
+    CapacityTable.vector.cache_clear()
+    CapacityTable.loss.cache_clear()
