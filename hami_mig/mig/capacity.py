@@ -17,7 +17,6 @@ any positive weights rank the candidates alike (docs/benchmarks.md).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 
 from hami_mig.mig.catalogue import GpuModel
 from hami_mig.mig.layout import Layouts, for_model
@@ -33,7 +32,7 @@ def in_use_counts(profiles: Iterable[str]) -> Counts:
 
 
 class CapacityTable:
-    """Per-size-class capacities of one model, memoised by (occupied slices, in-use counts)."""
+    """Per-size-class capacities of one model, memoised by occupied slices (and in-use counts if they bind)."""
 
     def __init__(self, model: GpuModel) -> None:
         self.model = model
@@ -45,21 +44,50 @@ class CapacityTable:
         self.weights: tuple[int, ...] = tuple(
             min(model.profile(n).memory_slices for n in names) for names in self.classes
         )
+        # Each in-use instance of a profile sits on one of its placements, so a maximum count equal to
+        # the number of placements can never bind: the counts then drop out of the memo keys. When a
+        # profile's placements are also pairwise disjoint (every MIG table so far), its room is simply
+        # the number of its placements clear of the occupied slices.
+        self.counts_bind = any(p.max_count < len(p.starts) for p in model.plannable)
+        masks = {n: tuple(m for _s, m in self.layouts.placements(n)) for names in self.classes for n in names}
+        self._disjoint = not self.counts_bind and all(_disjoint(ms) for ms in masks.values())
+        self._masks = tuple(tuple(masks[n] for n in names) for names in self.classes)
+        self._vectors: dict[tuple[int, Counts], tuple[int, ...]] = {}
+        self._losses: dict[tuple[int, Counts, str, int], int] = {}
 
-    @lru_cache(maxsize=65536)  # noqa: B019 - one table per model, kept for the process' life
-    def vector(self, occupied: int, counts: Counts) -> tuple[int, ...]:
+    def vector(self, occupied: int, counts: Counts = ()) -> tuple[int, ...]:
         """How many more instances of each size class fit (the best profile of the class)."""
-        existing = dict(counts)
-        return tuple(
-            max(self.layouts.capacity(occupied, n, existing.get(n, 0)) for n in names) for names in self.classes
-        )
+        key = (occupied, counts if self.counts_bind else ())
+        hit = self._vectors.get(key)
+        if hit is None:
+            if self._disjoint:
+                hit = tuple(max(sum(1 for m in ms if not m & occupied) for ms in cls) for cls in self._masks)
+            else:
+                existing = dict(key[1])
+                hit = tuple(max(self.layouts.capacity(occupied, n, existing.get(n, 0)) for n in names)
+                            for names in self.classes)
+            self._vectors[key] = hit
+        return hit
 
-    @lru_cache(maxsize=65536)  # noqa: B019
     def loss(self, occupied: int, counts: Counts, profile: str, mask: int) -> int:
         """Slices of future room lost by creating `profile` at `mask` (in use) around `occupied`."""
-        before = self.vector(occupied, counts)
-        after = self.vector(occupied | mask, _plus(counts, profile))
-        return sum(w * (b - a) for w, b, a in zip(self.weights, before, after, strict=True))
+        counts = counts if self.counts_bind else ()
+        key = (occupied, counts, profile, mask)
+        hit = self._losses.get(key)
+        if hit is None:
+            before = self.vector(occupied, counts)
+            after = self.vector(occupied | mask, _plus(counts, profile) if self.counts_bind else ())
+            hit = self._losses[key] = sum(w * (b - a) for w, b, a in zip(self.weights, before, after, strict=True))
+        return hit
+
+
+def _disjoint(masks: tuple[int, ...]) -> bool:
+    seen = 0
+    for m in masks:
+        if m & seen:
+            return False
+        seen |= m
+    return True
 
 
 def _plus(counts: Counts, profile: str) -> Counts:
@@ -82,7 +110,5 @@ def capacity_table(model: GpuModel) -> CapacityTable:
 
 
 def clear_caches() -> None:
-    """Forget every table and memo (a benchmark measuring cold decisions calls this)."""
+    """Forget every table and its memos (a benchmark measuring cold decisions calls this)."""
     _TABLES.clear()
-    CapacityTable.vector.cache_clear()
-    CapacityTable.loss.cache_clear()

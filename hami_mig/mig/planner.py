@@ -99,8 +99,9 @@ def _at(gpu: GpuState, lay: Layouts, fixed: int, profile: Profile, start: int, *
     m = profile_mask(profile, start)
     reuse = next((i for i in gpu.free() if i.profile == profile.name and i.start == start), None)
     destroys = () if reuse is not None else _overlapping_free(gpu, lay, m)
-    counts = in_use_counts(i.profile for i in gpu.in_use())
-    loss = capacity_table(gpu.model).loss(fixed, counts, profile.name, m)
+    table = capacity_table(gpu.model)
+    counts = in_use_counts(i.profile for i in gpu.in_use()) if table.counts_bind else ()
+    loss = table.loss(fixed, counts, profile.name, m)
     return Candidate(gpu, profile, start, reuse, destroys, loss=loss, **where)
 
 
