@@ -41,6 +41,8 @@ NEED_TARGETS = (90.0, 95.0)
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="headline point only, one seed, 2000 pods (< 2 min)")
+    ap.add_argument("--saturation", action="store_true",
+                    help="only every mix at load 1.2 on 8 GPUs, --seeds seeds (default 5) from --seed")
     ap.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
     ap.add_argument("--seeds", type=int, help="number of seeds averaged (default 3; quick 1)")
     ap.add_argument("--pods", type=int, help="measured pods per trace (default 3000; quick 2000)")
@@ -58,7 +60,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    plan = Plan.quick(args.seed) if args.quick else Plan(seed=args.seed)
+    if args.saturation:
+        plan = Plan.saturation(args.seed, args.seeds or 5)
+    else:
+        plan = Plan.quick(args.seed) if args.quick else Plan(seed=args.seed)
     if args.seeds is not None:
         plan = replace(plan, seeds=args.seeds)
     if args.pods is not None:
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = plan.tasks()
     results = aggregate(execute(tasks, args.jobs))
     print_report(results, plan, args.markdown)
-    plots = args.plots if args.plots is not None else (None if args.quick else Path("docs/img"))
+    plots = args.plots if args.plots is not None else (None if args.quick or args.saturation else Path("docs/img"))
     if plots is not None and not args.no_plots:
         from packing_sim.plots import draw_all
 

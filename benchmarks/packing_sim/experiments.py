@@ -79,6 +79,12 @@ class Plan:
         return Plan(seed=seed, seeds=1, pods=2000, loads=(1.2,), distributions=("uniform",), queued_loads=(1.2,),
                     models=(HEADLINE_MODEL,), sizes=(8,), need_sizes=(), headline_seeds=1)
 
+    @staticmethod
+    def saturation(seed: int = 1, seeds: int = 5) -> Plan:
+        """Only the saturation point of every mix, `seeds` seeds from `seed` (a check on other seeds)."""
+        return Plan(seed=seed, seeds=seeds, loads=(1.2,), queued_loads=(), models=(HEADLINE_MODEL,), sizes=(8,),
+                    need_sizes=(), headline_seeds=seeds)
+
     def spec(self, model: str, gpus: int, distribution: str, load: float, seed: int) -> TraceSpec:
         return TraceSpec(model, gpus, distribution, load, self.pods, seed)
 

@@ -14,9 +14,9 @@ i >= 0; i--`; HAMi's own `TestDevices_Fit` "fit success" case picks `dev-1` of t
   stable, so equal scores keep registration (index) order and the backwards walk tries the
   HIGHEST index first among them.
 - `index`: GPUs in index order (plain first fit). Not one of HAMi's policies, but the one under
-  which both HAMi models pack best on the benchmark's traces (v2.9's default `spread` spreads small
-  pods over every GPU and locks their geometries), so the baseline rows use it; the `spread` and
-  `binpack` rows show HAMi with its own policies.
+  which HAMi v2.9 admits the most pods on the benchmark's traces, within 0.1 point on every mix
+  (its default `spread` spreads small pods over every GPU and locks their geometries), so the
+  baseline rows use it; the `spread` and `binpack` rows show HAMi with its own policies.
 """
 
 from __future__ import annotations
