@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from hami_mig.mig.catalogue import GpuModel
-from hami_mig.mig.layout import Layouts, for_model
+from hami_mig.mig.layout import Layouts, for_model, per_model
 
 Counts = tuple[tuple[str, int], ...]  # in-use instances per profile, sorted by name
 
@@ -100,13 +100,8 @@ _TABLES: dict[int, tuple[GpuModel, CapacityTable]] = {}
 
 
 def capacity_table(model: GpuModel) -> CapacityTable:
-    """The shared table of a model (keyed by identity, like `layout.for_model`)."""
-    hit = _TABLES.get(id(model))
-    if hit is not None and hit[0] is model:
-        return hit[1]
-    table = CapacityTable(model)
-    _TABLES[id(model)] = (model, table)
-    return table
+    """The shared table of a model."""
+    return per_model(_TABLES, model, CapacityTable)
 
 
 def clear_caches() -> None:

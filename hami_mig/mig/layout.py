@@ -6,8 +6,9 @@ the planner asks the same small questions many times per decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 from hami_mig.mig.catalogue import GpuModel, Profile
 
@@ -100,14 +101,20 @@ class Layouts:
         return count
 
 
+T = TypeVar("T")
 _CACHE: dict[int, tuple[GpuModel, Layouts]] = {}
 
 
-def for_model(model: GpuModel) -> Layouts:
-    """The shared Layouts of a model (keyed by identity; the model is kept alive with it)."""
-    hit = _CACHE.get(id(model))
+def per_model(cache: dict[int, tuple[GpuModel, T]], model: GpuModel, build: Callable[[GpuModel], T]) -> T:
+    """The object `build` made for this model, made once (keyed by identity; the model is kept alive with it)."""
+    hit = cache.get(id(model))
     if hit is not None and hit[0] is model:
         return hit[1]
-    layouts = Layouts(model)
-    _CACHE[id(model)] = (model, layouts)
-    return layouts
+    made = build(model)
+    cache[id(model)] = (model, made)
+    return made
+
+
+def for_model(model: GpuModel) -> Layouts:
+    """The shared Layouts of a model."""
+    return per_model(_CACHE, model, Layouts)
