@@ -131,9 +131,30 @@ def geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> tuple[list[int] | None
     return free, {}
 
 
-def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> list[int] | None:
-    """The free slot indices of `geometry_fit`, or None when the geometry cannot hold the in-use instances."""
-    return geometry_fit(gpu, geo)[0]
+FitKey = tuple[int, int, tuple[tuple[str, int], ...]]
+_FITS: dict[FitKey, tuple[ResolvedGeometry, GpuModel, tuple[int, ...] | None]] = {}
+FIT_MEMO_LIMIT = 100_000
+
+
+def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> tuple[int, ...] | None:
+    """The free slot indices of `geometry_fit`, or None when the geometry cannot hold the in-use instances.
+
+    Memoised on (geometry, model, in-use placements): `hami` walks every GPU's geometries per request.
+    """
+    key = (id(geo), id(gpu.model), tuple(i.key() for i in gpu.in_use()))
+    hit = _FITS.get(key)
+    if hit is not None and hit[0] is geo and hit[1] is gpu.model:
+        return hit[2]
+    free = geometry_fit(gpu, geo)[0]
+    if len(_FITS) >= FIT_MEMO_LIMIT:
+        _FITS.clear()
+    _FITS[key] = (geo, gpu.model, tuple(free) if free is not None else None)
+    return _FITS[key][2]
+
+
+def clear_memos() -> None:
+    """Forget the memoised geometry fits (a benchmark measuring cold decisions calls this)."""
+    _FITS.clear()
 
 
 def _geometries_kept(gpu: GpuState, cand: Candidate, geometries: Sequence[ResolvedGeometry]) -> int:
