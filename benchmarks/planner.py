@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from hami_mig.errors import InputError
-from hami_mig.mig import layout
+from hami_mig.mig import capacity, layout, planner
 from hami_mig.mig.catalogue import Catalogue, GpuModel, default_catalogue
 from hami_mig.mig.geometry import DeviceConfig, GpuGeometries, default_device_config, resolve_for_gpu
 from hami_mig.mig.layout import for_model, profile_mask
@@ -64,9 +64,11 @@ class CachedLookup:
 
 
 def clear_layout_caches() -> None:
-    """Forget every per-model Layouts object and its memoised placement searches."""
+    """Forget every per-model Layouts object, its memoised placement searches, and the planner's memos."""
     layout._CACHE.clear()
     layout.Layouts._assign_sorted.cache_clear()
+    capacity.clear_caches()
+    planner.clear_memos()
 
 
 def percentile(sorted_ns: Sequence[int], q: float) -> int:

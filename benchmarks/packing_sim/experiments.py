@@ -32,6 +32,7 @@ class Task:
     queued: bool = False
     bound: bool = False
     reserve: bool = True
+    orders: bool = False  # also HAMi under its own GPU policies (the saturation points)
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,18 @@ class Plan:
     need_sizes: tuple[int, ...] = (8, 9, 10, 11, 12, 13, 14, 15, 16)
     need_load: float = 0.8  # offered load of the GPUs-needed trace, relative to 8 GPUs
     headline_load: float = 1.2
-    headline_seeds: int = 5  # the saturation point gets more seeds than the sweeps
+    headline_seeds: int = 5  # the saturation points (every mix at headline_load) get more seeds than the sweeps
 
     @staticmethod
     def quick(seed: int = 1) -> Plan:
         return Plan(seed=seed, seeds=1, pods=2000, loads=(1.2,), distributions=("uniform",), queued_loads=(1.2,),
                     models=(HEADLINE_MODEL,), sizes=(8,), need_sizes=(), headline_seeds=1)
+
+    @staticmethod
+    def saturation(seed: int = 1, seeds: int = 5) -> Plan:
+        """Only the saturation point of every mix, `seeds` seeds from `seed` (a check on other seeds)."""
+        return Plan(seed=seed, seeds=seeds, loads=(1.2,), queued_loads=(), models=(HEADLINE_MODEL,), sizes=(8,),
+                    need_sizes=(), headline_seeds=seeds)
 
     def spec(self, model: str, gpus: int, distribution: str, load: float, seed: int) -> TraceSpec:
         return TraceSpec(model, gpus, distribution, load, self.pods, seed)
@@ -86,17 +93,22 @@ class Plan:
         for seed in range(self.seed, self.seed + self.seeds):
             out += self._sweep(seed) + self._grid(seed) + self._need(seed)
         for seed in range(self.seed + self.seeds, self.seed + max(self.seeds, self.headline_seeds)):
-            out.append(Task(self.spec(HEADLINE_MODEL, 8, "uniform", self.headline_load, seed), 8, bound=True))
+            out += [self._saturation(d, seed) for d in self.distributions]
         return _dedupe(out)
 
+    def _saturation(self, distribution: str, seed: int) -> Task:
+        return Task(self.spec(HEADLINE_MODEL, 8, distribution, self.headline_load, seed), 8, bound=True, orders=True)
+
     def _sweep(self, seed: int) -> list[Task]:
-        out = [Task(self.spec(HEADLINE_MODEL, 8, d, load, seed), 8, bound=True)
+        out = [self._saturation(d, seed) if load == self.headline_load else
+               Task(self.spec(HEADLINE_MODEL, 8, d, load, seed), 8, bound=True)
                for d in self.distributions for load in self.loads]
         out += [Task(self.spec(HEADLINE_MODEL, 8, "uniform", load, seed), 8, queued=True) for load in self.queued_loads]
         return out
 
     def _grid(self, seed: int) -> list[Task]:
-        return [Task(self.spec(m, n, "uniform", self.headline_load, seed), n, bound=True)
+        return [self._saturation("uniform", seed) if (m, n) == (HEADLINE_MODEL, 8) else
+                Task(self.spec(m, n, "uniform", self.headline_load, seed), n, bound=True)
                 for m in self.models for n in self.sizes]
 
     def _need(self, seed: int) -> list[Task]:
@@ -117,28 +129,30 @@ def run_task(task: Task) -> tuple[Task, dict[str, Summary], Bound | None, float]
     t0 = time.perf_counter()
     model = default_catalogue().lookup(task.spec.model)
     pods = generate(task.spec, model)
-    summaries = run_schemes(pods, task.spec.model, task.gpus, task.queued, task.spec.warmup, task.reserve)
+    summaries = run_schemes(pods, task.spec.model, task.gpus, task.queued, task.spec.warmup, task.reserve,
+                            task.orders)
     bound = lp_bound(pods, model, task.gpus, task.spec.warmup) if task.bound and available() else None
     return task, summaries, bound, time.perf_counter() - t0
 
 
 def run_schemes(
-    pods: Sequence[Pod], model_name: str, gpus: int, queued: bool, warmup: float, reserve: bool = True
+    pods: Sequence[Pod], model_name: str, gpus: int, queued: bool, warmup: float, reserve: bool = True,
+    orders: bool = False,
 ) -> dict[str, Summary]:
     model = default_catalogue().lookup(model_name)
     feasibility = NodeFeasibility(model, gpus)
     out: dict[str, Summary] = {}
-    for entry in all_entries(model, gpus, reserve):
+    for entry in all_entries(model, gpus, reserve, orders):
         result = simulate(entry.build(), pods, model, gpus, queued=queued, warmup=warmup, feasibility=feasibility)
         out[entry.name] = summarize(result)
     return out
 
 
-def replay(pods: Sequence[Pod], model_name: str, gpus: int, queued: bool) -> PointResult:
-    """Every scheme on a given trace (no warm-up); the LP bound too when dropped and scipy is there."""
+def replay(pods: Sequence[Pod], model_name: str, gpus: int, queued: bool, warmup: float = 0.0) -> PointResult:
+    """Every scheme on a given trace; the LP bound too when dropped and scipy is there."""
     model = default_catalogue().lookup(model_name)
-    summaries = run_schemes(pods, model_name, gpus, queued, 0.0)
-    bound = lp_bound(pods, model, gpus, 0.0) if not queued and available() else None
+    summaries = run_schemes(pods, model_name, gpus, queued, warmup, orders=not queued)
+    bound = lp_bound(pods, model, gpus, warmup) if not queued and available() else None
     result = PointResult(Point(model_name, gpus, "trace", 0.0, queued, gpus), summaries, bound)
     _pick_static(result)
     return result

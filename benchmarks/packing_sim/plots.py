@@ -6,19 +6,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import schemes as sc
 from .experiments import HEADLINE_MODEL, Plan, PointResult, Results
 from .metrics import TIER_LABELS
 from .report import BOUND, HEADLINE_ROWS, MAIN_ROWS, NEED_ROWS
-from .schemes import BEST_ANY, BEST_CONFIG, HAMI_ANY, HAMI_CONFIG, LEGACY, ORACLE, RESERVE, STATIC_BEST
 
 COLORS = {
     "static all-1g": "#c7c7c7", "static all-2g": "#9e9e9e", "static all-3g": "#7f7f7f",
     "static all-balanced": "#bcbd22",
-    STATIC_BEST: "#8c564b", LEGACY: "#d62728", HAMI_CONFIG: "#ff7f0e", HAMI_ANY: "#9467bd", BEST_CONFIG: "#17becf",
-    BEST_ANY: "#1f77b4", RESERVE: "#2ca02c", ORACLE: "#000000", BOUND: "#000000",
+    sc.STATIC_BEST: "#8c564b", sc.HAMI_V26: "#f7a1a1", sc.HAMI_V29: "#d62728", sc.HAMI_V210: "#e377c2",
+    sc.HAMI_CONFIG: "#ff7f0e", sc.HAMI_ANY: "#9467bd", sc.BEST_CONFIG: "#17becf",
+    sc.BEST_ANY: "#1f77b4", sc.RESERVE: "#2ca02c", sc.ORACLE: "#000000", BOUND: "#000000",
 }
 STYLE: dict[str, dict[str, Any]] = {
-    name: {"color": color, "linestyle": "--" if name == ORACLE else ":" if name == BOUND else "-"}
+    name: {"color": color, "linestyle": "--" if name == sc.ORACLE else ":" if name == BOUND else "-"}
     for name, color in COLORS.items()
 }
 
@@ -33,7 +34,7 @@ def _pyplot() -> Any:
 
 
 def _label(name: str) -> str:
-    return {STATIC_BEST: "static best (hindsight)", ORACLE: "re-pack oracle (ceiling)",
+    return {sc.STATIC_BEST: "static best (hindsight)", sc.ORACLE: "re-pack oracle (ceiling)",
             BOUND: "LP bound (ceiling)"}.get(name, name)
 
 
@@ -66,7 +67,7 @@ def load_sweeps(results: Results, plan: Plan, out: Path, field: str, ylabel: str
 def saturation_bars(point: PointResult, out: Path) -> Path:
     plt = _pyplot()
     names = [n for n in HEADLINE_ROWS if n in point.summaries]
-    labels = [point.summaries[n].scheme if n == STATIC_BEST else n for n in names]
+    labels = [point.summaries[n].scheme if n == sc.STATIC_BEST else n for n in names]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     _bars(axes[0], labels, {"admitted %": [point.summaries[n].admitted_pct for n in names],
                             "memory %": [point.summaries[n].memory_pct for n in names]})

@@ -1,19 +1,35 @@
-"""Plain-text (or Markdown) tables of the results, and the issue's targets checked against them."""
+"""Plain-text (or Markdown) tables of the results (the targets are checked in targets.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .bound import Bound
 from .experiments import HEADLINE_MODEL, Plan, PointResult, Results
 from .metrics import TIER_LABELS, Summary
-from .schemes import BEST_ANY, BEST_CONFIG, HAMI_ANY, HAMI_CONFIG, LEGACY, ORACLE, RESERVE, STATIC_BEST, STATIC_PREFIX
+from .schemes import (
+    BEST_ANY,
+    BEST_CONFIG,
+    HAMI_ANY,
+    HAMI_CONFIG,
+    HAMI_ORDERS,
+    HAMI_V26,
+    HAMI_V29,
+    HAMI_V210,
+    ORACLE,
+    RESERVE,
+    STATIC_BEST,
+    STATIC_PREFIX,
+    ordered,
+)
 
 BOUND = "LP bound"
 OPERATOR = tuple(STATIC_PREFIX + n for n in ("all-1g", "all-2g", "all-3g", "all-balanced"))
-HEADLINE_ROWS = (*OPERATOR, STATIC_BEST, LEGACY, HAMI_CONFIG, HAMI_ANY, BEST_CONFIG, BEST_ANY, RESERVE, ORACLE)
-MAIN_ROWS = (STATIC_BEST, LEGACY, HAMI_CONFIG, HAMI_ANY, BEST_CONFIG, BEST_ANY, ORACLE)
+HAMI_ROWS = (HAMI_V26, HAMI_V29, HAMI_V210)
+PLANNER_ROWS = (HAMI_CONFIG, HAMI_ANY, BEST_CONFIG, BEST_ANY)
+HEADLINE_ROWS = (*OPERATOR, STATIC_BEST, *HAMI_ROWS, *PLANNER_ROWS, RESERVE, ORACLE)
+MAIN_ROWS = (STATIC_BEST, HAMI_V29, HAMI_V210, *PLANNER_ROWS, ORACLE)
+SATURATION_ROWS = (STATIC_BEST, HAMI_V26, HAMI_V29, HAMI_V210, HAMI_CONFIG, BEST_ANY, RESERVE, ORACLE)
 NEED_ROWS = (*OPERATOR, *MAIN_ROWS)
 Row = Sequence[str]
 
@@ -43,9 +59,17 @@ def _label(name: str, s: Summary) -> str:
     return name
 
 
+def gain(s: Summary, base: Summary | None) -> str:
+    """Relative gain over a baseline, pods / memory: `+12.3 / +21.0` (%)."""
+    if base is None or not base.admitted_pct or not base.memory_pct:
+        return "-"
+    return f"{100 * (s.admitted_pct / base.admitted_pct - 1):+.1f} / {100 * (s.memory_pct / base.memory_pct - 1):+.1f}"
+
+
 def headline_table(point: PointResult, markdown: bool = False) -> str:
-    headers = ["scheme", "admitted %", "sd", "memory %", *(f"{t} %" for t in TIER_LABELS), "slice util %",
-               "NVML ops/admit", "decide us", "undersized %"]
+    headers = ["scheme", "admitted %", "sd", "memory %", "gain vs HAMi v2.9 %", "gain vs HAMi v2.10 %",
+               *(f"{t} %" for t in TIER_LABELS), "slice util %", "NVML ops/admit", "decide us", "undersized %"]
+    v29, v210 = point.summaries.get(HAMI_V29), point.summaries.get(HAMI_V210)
     rows: list[list[str]] = []
     for name in HEADLINE_ROWS:
         s = point.summaries.get(name)
@@ -53,11 +77,53 @@ def headline_table(point: PointResult, markdown: bool = False) -> str:
             continue
         ops = "-" if name == ORACLE else f"{s.ops_per_admit:.2f}"
         sd = f1(point.spread.get(name, 0.0)) if point.seeds > 1 else "-"
-        rows.append([_label(name, s), f1(s.admitted_pct), sd, f1(s.memory_pct), *(f1(x) for x in s.tier_pct[:4]),
-                     f1(s.slice_util_pct), ops, f"{s.decide_us:.0f}", f1(s.undersized_pct)])
+        rows.append([_label(name, s), f1(s.admitted_pct), sd, f1(s.memory_pct), gain(s, v29), gain(s, v210),
+                     *(f1(x) for x in s.tier_pct[:4]), f1(s.slice_util_pct), ops, f"{s.decide_us:.0f}",
+                     f1(s.undersized_pct)])
     if point.bound is not None:
         rows.append([f"{BOUND} (ceiling)", f1(point.bound.admitted_pct), "-", f1(point.bound.memory_pct),
                      *["-"] * (len(headers) - 4)])
+    return render(headers, rows, markdown)
+
+
+def saturation_table(results: Results, plan: Plan, markdown: bool = False) -> str:
+    """Every mix at the saturation load: the schemes the targets name, with both gains."""
+    headers = ["mix", "scheme", "admitted %", "memory %", "gain vs HAMi v2.9 %", "gain vs HAMi v2.10 %",
+               "whole %", "NVML ops/admit"]
+    rows: list[list[str]] = []
+    for dist in plan.distributions:
+        point = results.get(HEADLINE_MODEL, 8, dist, plan.headline_load)
+        if point is None:
+            continue
+        v29, v210 = point.summaries.get(HAMI_V29), point.summaries.get(HAMI_V210)
+        for name in SATURATION_ROWS:
+            s = point.summaries.get(name)
+            if s is None:
+                continue
+            ops = "-" if name == ORACLE else f"{s.ops_per_admit:.2f}"
+            rows.append([dist, _label(name, s), f1(s.admitted_pct), f1(s.memory_pct), gain(s, v29), gain(s, v210),
+                         f1(s.tier_pct[3]), ops])
+        if point.bound is not None:
+            rows.append([dist, f"{BOUND} (ceiling)", f1(point.bound.admitted_pct), f1(point.bound.memory_pct),
+                         "-", "-", "-", "-"])
+    return render(headers, rows, markdown)
+
+
+def order_table(results: Results, plan: Plan, markdown: bool = False) -> str:
+    """HAMi under each GPU order at saturation: admitted % / memory % (the baseline rows use `index`)."""
+    orders = ("index", *HAMI_ORDERS)
+    headers = ["mix", *(f"{v} {o}" for v in (HAMI_V29, HAMI_V210) for o in orders)]
+    rows: list[list[str]] = []
+    for dist in plan.distributions:
+        point = results.get(HEADLINE_MODEL, 8, dist, plan.headline_load)
+        if point is None:
+            continue
+        cells = []
+        for v in (HAMI_V29, HAMI_V210):
+            for o in orders:
+                s = point.summaries.get(v if o == "index" else ordered(v, o))
+                cells.append(f"{s.admitted_pct:.1f} / {s.memory_pct:.1f}" if s else "-")
+        rows.append([dist, *cells])
     return render(headers, rows, markdown)
 
 
@@ -144,59 +210,18 @@ def need_table(results: Results, plan: Plan, targets: Sequence[float], markdown:
     return render(["scheme", *(f"GPUs for >= {t:g} % admitted" for t in targets)], rows, markdown)
 
 
-@dataclass
-class Target:
-    text: str
-    value: str
-    met: bool
-
-
-def targets(point: PointResult) -> list[Target]:
-    """The issue's saturation targets for best-fit/any, checked on the headline point."""
-    s = point.summaries
-    bf, legacy, static = s[BEST_ANY], s[LEGACY], s[STATIC_BEST]
-    oracle = s[ORACLE]
-    more_pods = 100 * (bf.admitted_pct / legacy.admitted_pct - 1)
-    more_mem = 100 * (bf.memory_pct / legacy.memory_pct - 1)
-    out = [
-        Target(">= 14 % more pods than HAMi legacy", f"{more_pods:+.1f} %", more_pods >= 14),
-        Target(">= 20 % more requested memory than HAMi legacy", f"{more_mem:+.1f} %", more_mem >= 20),
-        Target("more pods than the best static layout", f"{bf.admitted_pct:.1f} vs {static.admitted_pct:.1f}",
-               bf.admitted_pct > static.admitted_pct),
-        Target("more memory than the best static layout (any layout)",
-               f"{bf.memory_pct:.1f} vs {point.best_static_memory:.1f}", bf.memory_pct > point.best_static_memory),
-        Target("within 1 point of the re-pack oracle (pods)", f"{bf.admitted_pct - oracle.admitted_pct:+.1f} pts",
-               bf.admitted_pct >= oracle.admitted_pct - 1),
-        Target("within 1 point of the re-pack oracle (memory)", f"{bf.memory_pct - oracle.memory_pct:+.1f} pts",
-               bf.memory_pct >= oracle.memory_pct - 1),
-        Target("<= 1 NVML mutating op per admission", f"{bf.ops_per_admit:.2f}", bf.ops_per_admit <= 1),
-    ]
-    reserve = s.get(RESERVE)
-    if reserve is not None:
-        loss = bf.admitted_pct - reserve.admitted_pct
-        out.append(Target("stretch: reservation keeps whole-GPU admission >= 30 %",
-                          f"{reserve.tier_pct[3]:.1f} % (best-fit/any {bf.tier_pct[3]:.1f} %)",
-                          reserve.tier_pct[3] >= 30))
-        out.append(Target("stretch: ... losing <= 3 points overall", f"{loss:.1f} pts", loss <= 3))
-    return out
-
-
-def targets_table(point: PointResult, markdown: bool = False) -> str:
-    rows = [[t.text, t.value, "met" if t.met else "MISSED"] for t in targets(point)]
-    return render(["target (best-fit/any, saturation)", "value", ""], rows, markdown)
-
-
-def legacy_comparison(results: Results, markdown: bool = False) -> str:
-    """hami/config next to HAMi legacy at every dropped point: where does it differ?"""
+def hami_comparison(results: Results, markdown: bool = False) -> str:
+    """hami/config next to HAMi v2.9 and v2.10 at every dropped point: where does it differ?"""
     rows = []
     for point, r in sorted(results.points.items(), key=lambda kv: str(kv[0])):
         if point.queued or point.trace_gpus != point.gpus:
             continue
-        h, legacy = r.summaries[HAMI_CONFIG], r.summaries[LEGACY]
+        h, v29, v210 = r.summaries[HAMI_CONFIG], r.summaries[HAMI_V29], r.summaries[HAMI_V210]
         rows.append([f"{point.model} x{point.gpus} {point.distribution} {point.load:g}",
-                     f"{legacy.admitted_pct:.1f} / {legacy.memory_pct:.1f}",
+                     f"{v29.admitted_pct:.1f} / {v29.memory_pct:.1f}",
+                     f"{v210.admitted_pct:.1f} / {v210.memory_pct:.1f}",
                      f"{h.admitted_pct:.1f} / {h.memory_pct:.1f}",
-                     f"{h.admitted_pct - legacy.admitted_pct:+.1f} / {h.memory_pct - legacy.memory_pct:+.1f}",
-                     f1(legacy.undersized_pct)])
-    return render(["point", "legacy pods / mem %", "hami/config pods / mem %", "difference",
-                   "legacy undersized %"], rows, markdown)
+                     f"{h.admitted_pct - v29.admitted_pct:+.1f} / {h.memory_pct - v29.memory_pct:+.1f}",
+                     f1(v29.undersized_pct)])
+    return render(["point", "HAMi v2.9 pods / mem %", "HAMi v2.10 pods / mem %", "hami/config pods / mem %",
+                   "hami/config - v2.9 (points)", "v2.9 undersized %"], rows, markdown)

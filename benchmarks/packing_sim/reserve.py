@@ -1,9 +1,9 @@
 """Stretch: a reservation policy wrapped around the real planner (best-fit, any geometry).
 
-When a whole-GPU pod is refused, one GPU (the one with the fewest in-use memory slices) is held
-"draining" (fewest running pods): smaller pods are planned on the other GPUs only, so the held GPU empties as its pods
-end. The hold is lifted when a whole-GPU pod is admitted. The planner itself is unchanged: the
-wrapper only narrows the GPU list it hands to `decide`.
+When a whole-GPU pod is refused, one GPU running at most one pod (the fewest pods, then the fewest
+in-use memory slices) is held "draining": smaller pods are planned on the other GPUs only, so the
+held GPU empties when its pod ends. The hold is lifted when a whole-GPU pod is admitted. The planner
+itself is unchanged: the wrapper only narrows the GPU list it hands to `decide`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from hami_mig.mig.geometry import GpuGeometries
 from .planned import PlannerScheme
 from .scheme import Admission
 from .workload import Pod
+
+DRAIN_MAX_PODS = 1
 
 
 class ReservingScheme(PlannerScheme):
@@ -38,13 +40,15 @@ class ReservingScheme(PlannerScheme):
         return None
 
     def _drain_candidate(self) -> int | None:
-        """Fewest running pods first (lifetimes are memoryless: fewer pods drain sooner), then slices.
+        """A GPU with at most one running pod (lifetimes are memoryless: fewer pods drain sooner), then slices.
 
-        A GPU already running a whole-GPU pod is not a candidate (draining it frees nothing).
+        A GPU already running a whole-GPU pod is not a candidate (draining it frees nothing); holding a
+        GPU with more pods was measured to cost more small pods for no more whole-GPU admissions.
         """
         largest = self.model.largest.name
         def busy(index: int) -> tuple[int, int, int]:
             held = self.gpus[index].in_use()
             return len(held), sum(self.model.profile(i.profile).memory_slices for i in held), index
-        candidates = [i for i, g in enumerate(self.gpus) if all(x.profile != largest for x in g.in_use())]
+        candidates = [i for i, g in enumerate(self.gpus)
+                      if len(g.in_use()) <= DRAIN_MAX_PODS and all(x.profile != largest for x in g.in_use())]
         return min(candidates, key=busy, default=None)

@@ -156,3 +156,35 @@ def write_csv(path: Path, pods: Iterable[Pod]) -> None:
         out.writerow(["arrival", "duration", "gpumem"])
         for p in pods:
             out.writerow([f"{p.arrival:.6f}", f"{p.duration:.6f}", p.gpumem])
+
+
+def read_openb(path: Path, model: GpuModel) -> list[Pod]:
+    """Alibaba's GPU cluster trace v2023 (`openb_pod_list_*.csv`, the FGD paper's) as MIG pods.
+
+    Only single-GPU pods with a GPU share are kept; `gpumem` is the share (`gpu_milli` / 1000) of the
+    model's largest MIG instance, `arrival` the creation time and `duration` deletion minus creation
+    (seconds; pods still running when the trace ends last until its end).
+    """
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("num_gpu") == "1" and int(r.get("gpu_milli") or 0) > 0]
+    largest = model.largest.memory_mib
+    raw = sorted((int(r["creation_time"]), max(1, int(r["deletion_time"]) - int(r["creation_time"])),
+                  max(MIN_GPUMEM, round(int(r["gpu_milli"]) * largest / 1000))) for r in rows)
+    return [Pod(i, float(a), float(d), m) for i, (a, d, m) in enumerate(raw)]
+
+
+def scale_to_load(
+    pods: Sequence[Pod], gpus: int, model: GpuModel, load: float, warmup_fraction: float = 0.1
+) -> tuple[list[Pod], float]:
+    """The pods with every duration scaled so the offered load after the warm-up is `load`.
+
+    Arrivals are kept. The warm-up ends at the arrival of the first pod past `warmup_fraction` of
+    the pods; returns the scaled pods and that time (measure only pods arriving after it).
+    """
+    if not pods:
+        return [], 0.0
+    order = sorted(pods, key=lambda p: (p.arrival, p.id))
+    start, end = order[int(len(order) * warmup_fraction)].arrival, order[-1].arrival
+    now = offered_load(order, gpus, model, start, end)
+    k = load / now if now > 0 else 1.0
+    return [Pod(p.id, p.arrival, p.duration * k, p.gpumem) for p in order], start

@@ -13,10 +13,10 @@ def _why(outcome: Outcome, policy: str) -> str:
     if outcome.target.mode == "hami":
         return "the HAMi scheduler chose this geometry slot"
     if a is not None and a.geometry_index is None:
-        return ("best fit over every layout the hardware allows (smallest covering profile, least capacity blocked)"
+        return ("best fit over every layout the hardware allows (smallest covering profile, least room lost)"
                 if policy == "best-fit" else "first GPU that fits, over every layout the hardware allows")
     if policy == "best-fit":
-        return "best fit over the configured geometries (smallest covering profile, least capacity blocked)"
+        return "best fit over the configured geometries (smallest covering profile, least room lost)"
     return "first configured geometry (knownMigGeometries) that fits, as HAMi walks them"
 
 

@@ -57,7 +57,9 @@ steps:
 - note: a pod that names no memory asks for a whole GPU (7g.80gb); only an idle GPU can host it
 - submit: whole
   gpu: 1
-- note: half a GPU (a 3g.40gb) while the node is busy; a refusal names what is in the way
+- note: >-
+    half a GPU (a 3g.40gb) while the node is busy: it fits only where the small pods were packed into
+    one half of a GPU; a refusal names what is in the way
 - submit: train
   gpumem-percentage: 50
 - finish: whole

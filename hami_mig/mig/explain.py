@@ -291,7 +291,7 @@ def explain(gpus: Sequence[GpuState], request: Request, geometries: GeometryLook
         elif a is not None and policy == "hami" and mode == "config":
             note = f"first fit: geometry {a.geometry_index} is the first configured geometry that fits"
         elif a is not None and policy == "best-fit":
-            note = "best-fit: the smallest covering profile, then the placement that blocks the least capacity"
+            note = "best-fit: the smallest covering profile, then the placement that loses the least room"
         failure = "" if hosts else gpu_failure(gpu, request, geos, mode)
         out.append(GpuExplanation(
             index=gpu.index, uuid=gpu.uuid, model=gpu.model.name, in_use=tuple(_at(i) for i in gpu.in_use()),

@@ -6,8 +6,9 @@ the planner asks the same small questions many times per decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 from hami_mig.mig.catalogue import GpuModel, Profile
 
@@ -30,11 +31,6 @@ class Layouts:
             p.name: tuple((s, profile_mask(p, s)) for s in p.starts) for p in model.profiles
         }
         self._size = {p.name: p.memory_slices for p in model.profiles}
-        plannable = [(pm, p.memory_slices) for p in model.plannable for _s, pm in self._masks[p.name]]
-        # For every placement mask: the plannable placements it overlaps, with their sizes.
-        self._overlaps: dict[int, tuple[tuple[int, int], ...]] = {
-            m: tuple((pm, w) for pm, w in plannable if pm & m) for p in model.profiles for _s, m in self._masks[p.name]
-        }
 
     def placements(self, profile: str) -> tuple[tuple[int, int], ...]:
         """(start, mask) of every placement the hardware allows for the profile."""
@@ -45,10 +41,6 @@ class Layouts:
         for name, start in instances:
             taken |= mask(start, self._size[name])
         return taken
-
-    def blocked_weight(self, fixed: int, m: int) -> int:
-        """Sum of the sizes of the plannable placements that overlap `m` and are still open around `fixed`."""
-        return sum(w for pm, w in self._overlaps[m] if not pm & fixed)
 
     def free_starts(self, profile: str, occupied: int) -> list[int]:
         return [s for s, m in self._masks[profile] if not m & occupied]
@@ -109,14 +101,20 @@ class Layouts:
         return count
 
 
+T = TypeVar("T")
 _CACHE: dict[int, tuple[GpuModel, Layouts]] = {}
 
 
-def for_model(model: GpuModel) -> Layouts:
-    """The shared Layouts of a model (keyed by identity; the model is kept alive with it)."""
-    hit = _CACHE.get(id(model))
+def per_model(cache: dict[int, tuple[GpuModel, T]], model: GpuModel, build: Callable[[GpuModel], T]) -> T:
+    """The object `build` made for this model, made once (keyed by identity; the model is kept alive with it)."""
+    hit = cache.get(id(model))
     if hit is not None and hit[0] is model:
         return hit[1]
-    layouts = Layouts(model)
-    _CACHE[id(model)] = (model, layouts)
-    return layouts
+    made = build(model)
+    cache[id(model)] = (model, made)
+    return made
+
+
+def for_model(model: GpuModel) -> Layouts:
+    """The shared Layouts of a model."""
+    return per_model(_CACHE, model, Layouts)

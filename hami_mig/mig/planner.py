@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from hami_mig.mig.capacity import capacity_table, in_use_counts
 from hami_mig.mig.catalogue import GpuModel, Profile
 from hami_mig.mig.geometry import GpuGeometries, ResolvedGeometry
 from hami_mig.mig.layout import Layouts, for_model, profile_mask
@@ -37,17 +38,18 @@ class Candidate:
     destroys: tuple[Instance, ...]
     geometry_index: int | None = None
     slot: int | None = None
-    blocked: int = 0  # capacity this placement takes away (see _blocked_weight)
+    loss: int = 0  # slices of future room this placement takes away (capacity.py)
 
     @property
     def operations(self) -> int:
         return len(self.destroys) + (0 if self.reuse is not None else 1)
 
     def score(self) -> tuple[int, int, int, int, int, int]:
-        """best-fit order: smallest covering memory, least future capacity blocked, fewest NVML ops,
-        then more compute among otherwise equal placements (SM slices never run out first)."""
-        return (self.profile.memory_mib, self.blocked, self.operations, -self.profile.compute_slices,
-                self.gpu.index, self.start)
+        """best-fit order: smallest covering memory, least future room lost, more compute for the same
+        memory and room (SM slices never run out first), lowest GPU index, then on that GPU fewest NVML
+        operations (reuse a free instance) and the lowest start."""
+        return (self.profile.memory_mib, self.loss, -self.profile.compute_slices, self.gpu.index,
+                self.operations, self.start)
 
 
 # --------------------------------------------------------------------------- request semantics
@@ -93,20 +95,14 @@ def _overlapping_free(gpu: GpuState, lay: Layouts, m: int) -> tuple[Instance, ..
     return tuple(i for i in gpu.free() if lay.occupied([(i.profile, i.start)]) & m)
 
 
-def _blocked_weight(lay: Layouts, fixed: int, m: int) -> int:
-    """Placements (of every plannable profile) this mask takes away, each weighted by its slices.
-
-    Only placements still open around the in-use instances count; weighting by size keeps small
-    requests off the placements that whole-GPU and half-GPU requests need.
-    """
-    return lay.blocked_weight(fixed, m)
-
-
 def _at(gpu: GpuState, lay: Layouts, fixed: int, profile: Profile, start: int, **where: int | None) -> Candidate:
     m = profile_mask(profile, start)
     reuse = next((i for i in gpu.free() if i.profile == profile.name and i.start == start), None)
     destroys = () if reuse is not None else _overlapping_free(gpu, lay, m)
-    return Candidate(gpu, profile, start, reuse, destroys, blocked=_blocked_weight(lay, fixed, m), **where)
+    table = capacity_table(gpu.model)
+    counts = in_use_counts(i.profile for i in gpu.in_use()) if table.counts_bind else ()
+    loss = table.loss(fixed, counts, profile.name, m)
+    return Candidate(gpu, profile, start, reuse, destroys, loss=loss, **where)
 
 
 def geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> tuple[list[int] | None, dict[str, int]]:
@@ -135,9 +131,30 @@ def geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> tuple[list[int] | None
     return free, {}
 
 
-def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> list[int] | None:
-    """The free slot indices of `geometry_fit`, or None when the geometry cannot hold the in-use instances."""
-    return geometry_fit(gpu, geo)[0]
+FitKey = tuple[int, int, tuple[tuple[str, int], ...]]
+_FITS: dict[FitKey, tuple[ResolvedGeometry, GpuModel, tuple[int, ...] | None]] = {}
+FIT_MEMO_LIMIT = 100_000
+
+
+def _geometry_fit(gpu: GpuState, geo: ResolvedGeometry) -> tuple[int, ...] | None:
+    """The free slot indices of `geometry_fit`, or None when the geometry cannot hold the in-use instances.
+
+    Memoised on (geometry, model, in-use placements): `hami` walks every GPU's geometries per request.
+    """
+    key = (id(geo), id(gpu.model), tuple(i.key() for i in gpu.in_use()))
+    hit = _FITS.get(key)
+    if hit is not None and hit[0] is geo and hit[1] is gpu.model:
+        return hit[2]
+    free = geometry_fit(gpu, geo)[0]
+    if len(_FITS) >= FIT_MEMO_LIMIT:
+        _FITS.clear()
+    _FITS[key] = (geo, gpu.model, tuple(free) if free is not None else None)
+    return _FITS[key][2]
+
+
+def clear_memos() -> None:
+    """Forget the memoised geometry fits (a benchmark measuring cold decisions calls this)."""
+    _FITS.clear()
 
 
 def _geometries_kept(gpu: GpuState, cand: Candidate, geometries: Sequence[ResolvedGeometry]) -> int:
@@ -259,7 +276,9 @@ def decide(
 ) -> Decision:
     """Plan `request.count` instances on as many distinct GPUs.
 
-    `hami`: walk GPUs in order and, on each, the geometries in config order; first fit wins.
+    `hami`, config geometries: on each GPU HAMi's walk (the first configured geometry that fits, its
+    first covering slot); the GPUs whose picks score best (`Candidate.score`) serve the request.
+    `hami`, any geometry: the first GPUs in node order that fit, the best-scored placement on each.
     `best-fit`: the globally best candidate by `Candidate.score`, one GPU after another.
     """
     if policy not in POLICIES:
@@ -290,16 +309,16 @@ def decide(
         return per_gpu[gpu.index]
 
     chosen: list[Candidate] = []
-    if policy == "hami":
+    if not ranks_gpus(policy, mode):
         for gpu in gpus:
             if len(chosen) == request.count:
                 break
             cands = candidates(gpu)
             if cands:
-                chosen.append(cands[0] if mode == "config" else min(cands, key=Candidate.score))
+                chosen.append(min(cands, key=Candidate.score))
     else:
-        best = sorted((min(c, key=Candidate.score) for g in gpus if (c := candidates(g))), key=Candidate.score)
-        chosen = best[: request.count]
+        picks = (pick_on_gpu(c, policy, mode) for g in gpus if (c := candidates(g)))
+        chosen = sorted(picks, key=Candidate.score)[: request.count]
 
     if len(chosen) < request.count:
         reasons = [_why_not(g, request, geometries_of(g), mode) for g in gpus if not candidates(g)]
@@ -308,6 +327,16 @@ def decide(
         got = f"only {len(chosen)} of {request.count} GPUs can host it; " if request.count > 1 and chosen else ""
         return Decision(False, reason=f"no MIG instance for {request.describe()}: {got}" + "; ".join(reasons))
     return _decision(chosen)
+
+
+def ranks_gpus(policy: Policy, mode: GeometryMode) -> bool:
+    """Whether the GPUs serving a request are the best-scored ones (else the first ones in node order)."""
+    return policy == "best-fit" or mode == "config"
+
+
+def pick_on_gpu(candidates: Sequence[Candidate], policy: Policy, mode: GeometryMode) -> Candidate:
+    """One GPU's pick: HAMi's walk result in config mode under `hami`, else the best-scored candidate."""
+    return candidates[0] if policy == "hami" and mode == "config" else min(candidates, key=Candidate.score)
 
 
 def _decision(chosen: Sequence[Candidate]) -> Decision:

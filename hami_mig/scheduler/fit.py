@@ -15,7 +15,7 @@ from hami_mig.errors import HamiMigError, InputError
 from hami_mig.kube.annotations import MODE_MIG, VGPU_MODE, ContainerDevice, PodDevices
 from hami_mig.kube.resources import ResourceNames, container_request, gpu_containers, pod_containers, pod_vgpu_mode
 from hami_mig.mig.plan import Allocation, Decision
-from hami_mig.mig.planner import Candidate, apply_decision, core_share
+from hami_mig.mig.planner import Candidate, apply_decision, core_share, ranks_gpus
 from hami_mig.mig.request import Request
 from hami_mig.mig.state import GpuState
 from hami_mig.scheduler import hami_node
@@ -129,8 +129,8 @@ def _filtered_out(annotations: Mapping[str, str]) -> str:
 def walk(gpus: list[GpuState], sigs: list[Signature], query: Query) -> tuple[bool, str]:
     """decide() container after container, GPU by GPU through the memo: (fits, decide's reason).
 
-    decide() fits when at least `count` GPUs have a candidate; it takes the first ones in GPU order
-    (hami) or the best by Candidate.score (best-fit), which later containers then see in use.
+    decide() fits when at least `count` GPUs have a candidate; it takes the best by Candidate.score
+    (`ranks_gpus`) or else the first ones in GPU order, which later containers then see in use.
     """
     n = len(gpus)
     planner = query.planner
@@ -157,7 +157,7 @@ def walk(gpus: list[GpuState], sigs: list[Signature], query: Query) -> tuple[boo
                     if i not in {h[0] for h in hits}]
             got = f"only {len(hits)} of {count} GPUs can host it; " if count > 1 and hits else ""
             return False, f"{where}no MIG instance for {request.describe()}: {got}" + "; ".join(whys)
-        if planner.config.policy == "best-fit":
+        if ranks_gpus(planner.config.policy, planner.config.geometries):
             hits.sort(key=lambda h: h[1].score())
         for i, pick in hits[:count]:
             gpus[i] = take(gpus[i], pick)

@@ -10,15 +10,24 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.packing_sim.hami_v29 import HamiGeometries
 from benchmarks.packing_sim.hardware import NodeFeasibility, gpu_vectors, maximal
-from benchmarks.packing_sim.legacy import LegacyHami
 from benchmarks.packing_sim.metrics import summarize
 from benchmarks.packing_sim.oracle import RepackOracle
 from benchmarks.packing_sim.planned import PlannerScheme
 from benchmarks.packing_sim.schemes import geometries
 from benchmarks.packing_sim.sim import simulate
 from benchmarks.packing_sim.static import StaticScheme, operator_layout
-from benchmarks.packing_sim.workload import Pod, TraceSpec, generate, offered_load, read_csv, write_csv
+from benchmarks.packing_sim.workload import (
+    Pod,
+    TraceSpec,
+    generate,
+    offered_load,
+    read_csv,
+    read_openb,
+    scale_to_load,
+    write_csv,
+)
 from hami_mig.mig.catalogue import default_catalogue
 
 A80 = default_catalogue().lookup("A100-SXM4-80GB")
@@ -97,8 +106,8 @@ def test_real_planner_counts_nvml_operations() -> None:
     assert scheme.clock.decisions == 3
 
 
-def test_hami_legacy_first_entry_rule_and_reconfiguration_cost() -> None:
-    scheme = LegacyHami("HAMi legacy", A80, 2, geometries(A80))
+def test_hami_v26_first_entry_rule_and_reconfiguration_cost() -> None:
+    scheme = HamiGeometries("HAMi <= v2.6", A80, 2, geometries(A80), first_entry=True, strict=True)
     trace = [Pod(0, 0.0, 5.0, 15000), Pod(1, 1.0, 5.0, 5000), Pod(2, 2.0, 5.0, 70000), Pod(3, 3.0, 5.0, 70000)]
     result = simulate(scheme, trace, A80, 2)
     got = [(o.admission.gpu, o.admission.profile, o.admission.ops) if o.admission else None for o in result.outcomes]
@@ -150,3 +159,24 @@ def test_traces_are_seeded_and_round_trip(tmp_path: Path) -> None:
     back = read_csv(path)
     assert [p.gpumem for p in back] == [p.gpumem for p in pods]
     assert [round(p.arrival, 6) for p in back] == [round(p.arrival, 6) for p in pods]
+
+
+def test_openb_trace_rows_become_mig_pods_and_rescale_to_a_load(tmp_path: Path) -> None:
+    # the header and row shapes of Alibaba's cluster-trace-gpu-v2023/csv/openb_pod_list_default.csv
+    path = tmp_path / "openb.csv"
+    path.write_text(
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,"
+        "scheduled_time\n"
+        "openb-pod-0000,12000,16384,1,1000,,LS,Running,0,100,0\n"
+        "openb-pod-0001,6000,12288,1,460,,LS,Running,10,30,10\n"
+        "openb-pod-0002,20000,65536,0,0,,LS,Running,20,60,20\n"
+        "openb-pod-0003,88000,327680,8,1000,,Burstable,Succeeded,30,50,30\n"
+        "openb-pod-0004,4000,15258,1,110,,BE,Running,40,41,40\n")
+    pods = read_openb(path, A80)
+    # single-GPU pods with a share only; the share of the largest instance (7g.80gb, 80896 MiB)
+    assert [(p.arrival, p.duration, p.gpumem) for p in pods] == [
+        (0.0, 100.0, 80896), (10.0, 20.0, 37212), (40.0, 1.0, 8899)]
+    scaled, start = scale_to_load(pods, 1, A80, 0.5, warmup_fraction=0.4)
+    assert start == 10.0
+    assert [p.arrival for p in scaled] == [0.0, 10.0, 40.0]
+    assert offered_load(scaled, 1, A80, start, 40.0) == pytest.approx(0.5)

@@ -133,8 +133,11 @@ def test_best_fit_packs_onto_the_busy_gpu() -> None:
     d = decide([busy, idle], Request(memory_mib=9000), lookup, policy="best-fit", mode="any")
     assert d.allocations[0].gpu_index == 0
     assert d.allocations[0].profile == "1g.10gb"
-    # HAMi order: the in-use 3g locks GPU 0 to geometry 2, whose free slot is the other 3g.
+    # HAMi's walk per GPU: the in-use 3g locks GPU 0 to geometry 2, whose free slot is the other 3g;
+    # the idle GPU 1 walks to geometry 0's 1g. Between the two picks the smaller instance wins.
     d = decide([busy, idle], Request(memory_mib=9000), lookup, policy="hami", mode="config")
+    assert (d.allocations[0].gpu_index, d.allocations[0].profile) == (1, "1g.10gb")
+    d = decide([busy], Request(memory_mib=9000), lookup, policy="hami", mode="config")
     assert (d.allocations[0].gpu_index, d.allocations[0].profile) == (0, "3g.40gb")
 
 
