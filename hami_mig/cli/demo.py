@@ -7,18 +7,16 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hami_mig.agent.config import AgentConfig
 from hami_mig.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, CliError, cannot_listen, check_port_free, port
-from hami_mig.cli.device_plugin import start_metrics
-from hami_mig.demo.compare import run_settings, settings_for
-from hami_mig.demo.runner import plain_say
-from hami_mig.demo.scenario import Scenario, default_scenario, parse_scenario
 from hami_mig.errors import InputError
-from hami_mig.metrics import AgentStats
 from hami_mig.mig.planner import GEOMETRY_MODES, POLICIES
-from hami_mig.testing.cluster import SimCluster
-from hami_mig.testing.nvmlsim import NvmlSim
+
+if TYPE_CHECKING:  # the demo's fakes are loaded when it runs: the agent process (same CLI) never needs them
+    from hami_mig.demo.scenario import Scenario
+    from hami_mig.metrics import AgentStats
+    from hami_mig.testing.cluster import SimCluster
 
 METRICS_HOST = "127.0.0.1"
 
@@ -46,6 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def load_scenario(path: str | None) -> Scenario:
     """The scenario file (one line naming the problem, exit 2) or the embedded one."""
+    from hami_mig.demo.scenario import default_scenario, parse_scenario
+
     if not path:
         return default_scenario()
     try:
@@ -59,6 +59,12 @@ def load_scenario(path: str | None) -> Scenario:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hami_mig.agent.config import AgentConfig
+    from hami_mig.demo.compare import run_settings, settings_for
+    from hami_mig.demo.runner import plain_say
+    from hami_mig.metrics import AgentStats
+    from hami_mig.testing.nvmlsim import NvmlSim
+
     # Every input is checked before the first pod: a bad flag or a taken port never waits for the scenario.
     scenario = load_scenario(args.scenario)
     try:
@@ -81,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, stats: AgentStats) -> Callable[[SimCluster], None]:
+    from hami_mig.cli.device_plugin import start_metrics
+
     def hold(cluster: SimCluster) -> None:
         assert cluster.agent is not None
         try:

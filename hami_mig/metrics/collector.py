@@ -35,6 +35,8 @@ class SnapshotCollector:
         self._cache_lock = threading.Lock()
         self._cached_for: NodeSnapshot | None = None
         self._cache: dict[Hashable, bytes] = {}
+        self._last: dict[Hashable, bytes] = {}  # per format, the newest rendering of any snapshot
+        self._rendering: dict[Hashable, NodeSnapshot] = {}  # per format, the snapshot being rendered now
         self._formats: dict[Hashable, Encoder] = {}  # the formats scrapes asked for
 
     def describe(self) -> Iterable[Metric]:
@@ -51,7 +53,9 @@ class SnapshotCollector:
 
     def render(self, encoder: Encoder) -> bytes:
         """This collector's series in the encoder's format, rendered once per snapshot: the snapshot changes
-        after an Allocate or a reconcile pass, scrapes come far more often (and during Allocate bursts)."""
+        after an Allocate or a reconcile pass, scrapes come far more often (and during Allocate bursts).
+        While another thread renders the newest snapshot (the agent's refresh thread, right after publishing
+        it), a scrape is served the previous rendering instead of waiting for it."""
         try:
             snap = self._snapshot_fn()
         except Exception:
@@ -63,11 +67,21 @@ class SnapshotCollector:
             if self._cached_for is not snap:
                 self._cached_for, self._cache = snap, {}
             found = self._cache.get(key)
-        if found is None:
+            if found is not None:
+                return found
+            if self._rendering.get(key) is snap and key in self._last:
+                return self._last[key]
+            self._rendering[key] = snap
+        try:
             found = encoder(_registry_of(_Fixed(list(self._families(snap)))))
+        finally:
             with self._cache_lock:
-                if self._cached_for is snap:
-                    self._cache[key] = found
+                if self._rendering.get(key) is snap:
+                    del self._rendering[key]
+        with self._cache_lock:
+            if self._cached_for is snap:
+                self._cache[key] = found
+                self._last[key] = found
         return found
 
     def _families(self, snap: NodeSnapshot) -> Iterator[Metric]:

@@ -90,3 +90,31 @@ def test_recent_reuses_a_collectors_metrics_for_its_ttl() -> None:
     list(fresh.collect())
     list(fresh.collect())
     assert len(calls) == 3
+
+
+def test_a_scrape_during_the_render_of_a_new_snapshot_gets_the_previous_one_at_once(
+        monkeypatch: pytest.MonkeyPatch, stats: AgentStats) -> None:
+    import threading
+
+    box = SnapshotBox(mixed_node())
+    registry = build_registry(box, stats, process=False)
+    before = registry.exposition(generate_latest)  # the first picture, rendered
+    started, release = threading.Event(), threading.Event()
+    families = SnapshotCollector._families
+
+    def slow(self: SnapshotCollector, snap: object) -> object:
+        started.set()
+        assert release.wait(10)
+        return families(self, snap)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SnapshotCollector, "_families", slow)
+    box.set(node(busy_gpu(0)))
+    warming = threading.Thread(target=registry.snapshot.warm)  # the agent's refresh thread
+    warming.start()
+    assert started.wait(10)
+    served = registry.exposition(generate_latest)  # does not wait for the render in progress
+    release.set()
+    warming.join(10)
+    assert served == before  # the previous picture (no counter moved meanwhile)
+    after = registry.exposition(generate_latest)
+    assert after != served and b'deviceidx="3"' not in after  # the new picture, once rendered
