@@ -72,9 +72,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ignore-gpu-operator", action="store_true",
                    help="manage MIG even on nodes the GPU Operator's MIG manager labels (nvidia.com/mig.config ...)")
     p.add_argument("--reconcile-interval", type=float, default=30.0, metavar="SECONDS",
-                   help="how often the agent re-reads the node's pods, releases instances of finished pods and "
-                        "republishes the node (default: %(default)s; pod deletions also trigger a pass at once; "
-                        "GPUs are re-read every --nvml-resync-interval)")
+                   help="how often the agent re-reads the node's pods, finishes interrupted work (the allocate "
+                        "journal, GPU instances without compute instance) and republishes the node (default: "
+                        "%(default)s; every 5 s while such work is left; GPUs are re-read every "
+                        "--nvml-resync-interval)")
     p.add_argument("--nvml-resync-interval", type=float, default=30.0, metavar="SECONDS",
                    help="re-read every GPU in full this often, to notice what others changed (another tool, a GPU "
                    "reset); in between the agent keeps its own picture current and checks only the GPUs an "
