@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4)
 """Waits before the 2nd..5th attempt within one reconcile pass: a few one-off NVML errors pass in under 1 s."""
 RETRY_SOON_S = 5.0
-"""Longest wait for the next reconcile pass while recovery is unfinished."""
+"""Wait before the first early reconcile pass while recovery is unfinished; it doubles with each pass that
+still leaves work (an entry waiting on a busy instance needs the next NVML resync, not a pass every 5 s),
+up to the reconcile interval."""
 
 Place = tuple[str, str, int]  # GPU UUID, profile, start
 
@@ -123,7 +125,8 @@ class Recovery:
         self.geos = geos
         self.config = config
         self.stats = stats
-        self.unfinished = True  # no pass finished yet, or the last one left work: reconcile within RETRY_SOON_S
+        self.unfinished = True  # no pass finished yet, or the last one left work: reconcile early
+        self._soon = RETRY_SOON_S  # the next early pass's wait
         self._told: set[tuple[str, tuple[Create, ...]]] = set()  # waiting entries already logged
 
     def run(self, inv: Inventory, pods: Sequence[Any], reread: Callable[[], Inventory]) -> bool:
@@ -151,15 +154,22 @@ class Recovery:
             changed |= did
             if finished and fixed:
                 self.unfinished = bool(self.journal.pending())  # creates waiting for a GPU or a process
+                if not self.unfinished:
+                    self._soon = RETRY_SOON_S
                 return changed
         self.unfinished = True
         log.error("recovery: unfinished after %d attempts; retrying in %.0f s", len(RETRY_DELAYS_S) + 1,
-                  RETRY_SOON_S)
+                  self._soon)
         return changed
 
     def next_wait(self, interval_s: float) -> float:
-        """How long the reconcile loop may sleep: its interval, or less while recovery is unfinished."""
-        return min(interval_s, RETRY_SOON_S) if self.unfinished else interval_s
+        """How long the reconcile loop may sleep: its interval, or less while recovery is unfinished (5 s,
+        then 10, 20, ... up to the interval, while passes keep leaving work)."""
+        if not self.unfinished:
+            return interval_s
+        wait = min(interval_s, self._soon)
+        self._soon = min(self._soon * 2, max(interval_s, RETRY_SOON_S))
+        return wait
 
     def _apply(self, ops: Sequence[Operation], protected: Collection[str]) -> str | None:
         """Run operations; the error text when they failed (the hardware layer re-checks every destroy)."""

@@ -90,7 +90,10 @@ def test_a_journalled_instance_with_processes_waits_in_the_journal(node: Node) -
     node.run()
     assert node.layout() == {("3g.40gb", 4): True}
     assert len(node.journal.pending()) == 1
-    assert node.recovery.next_wait(30.0) == RETRY_SOON_S
+    # an early pass, then later ones: a busy instance changes at the next NVML resync, not every 5 s
+    assert [node.recovery.next_wait(30.0) for _ in range(4)] == [RETRY_SOON_S, 10.0, 20.0, 30.0]
+    node.run()
+    assert node.recovery.next_wait(30.0) == 30.0  # still waiting: no faster than the interval
 
 
 def test_a_lost_gpu_keeps_the_entry_until_it_answers_again(node: Node) -> None:
@@ -126,6 +129,11 @@ def test_persistent_failures_keep_the_entry_and_ask_for_an_early_pass(node: Node
     node.sim.clear_failures()
     node.run()
     assert node.layout() == {} and node.journal.pending() == []
+    assert node.recovery.next_wait(30.0) == 30.0
+    node.journal.begin("default/gone", [create(node, "3g.40gb", 4)])  # new work later: early passes again
+    node.sim.add_instance(0, "3g.40gb", 4, pids=[77])
+    node.run()
+    assert node.recovery.next_wait(30.0) == RETRY_SOON_S
 
 
 def test_a_gi_without_ci_the_planner_would_reuse_is_completed(node: Node) -> None:
