@@ -115,6 +115,7 @@ class Agent:
         self.history: list[Outcome] = []  # the last 20 successful allocations (demo, debugging)
         self.journal = Journal(config.state_dir)
         self.recovery = Recovery(backend, self.journal, self.geos, config, self.stats)
+        self._unreadable_told: set[str] = set()  # the pods with unreadable records last reported
         self._free_since: dict[str, float] = {}  # MIG UUID -> when it was first seen free (idle release)
         kwargs: dict[str, Any] = {} if kubelet_dir is None else {"kubelet_dir": kubelet_dir}
         # HAMi's resourceCountName (nvidia.com/gpu unless the device-config renames it) is what we register.
@@ -250,11 +251,12 @@ class Agent:
                 raise HardwareError(self._nvml_error)
         devices = self.inventory.devices()
         unreadable = unreadable_records(pods)
-        if unreadable:
+        if unreadable and set(unreadable) != self._unreadable_told:  # said once per set, not on every read
             self.stats.count_reconcile_repair("unreadable_record")
             log.error("pods %s carry an unreadable %s annotation: which MIG instance they hold is unknown, so no "
                       "instance is reused or destroyed until it is fixed or the pods end", ", ".join(unreadable),
                       INSTANCES_ANNOTATION)
+        self._unreadable_told = set(unreadable)
         return read_inventory(devices, holdings(pods), self.config, step_back=self.ops.step_back,
                               notes=self.ops.notes(), protect_all=bool(unreadable))
 
