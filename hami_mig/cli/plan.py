@@ -29,7 +29,9 @@ def add_planning_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, default=1, metavar="N", help="instances on N distinct GPUs (nvidia.com/gpu)")
     p.add_argument("--cores", type=int, metavar="P", help="minimum percent of SMs (nvidia.com/gpucores)")
     p.add_argument("--device-config", metavar="FILE", help="HAMi device-config.yaml (default: HAMi's built-in table)")
-    p.add_argument("--policy", choices=POLICIES, default="hami", help="hami (first fit, default) or best-fit")
+    p.add_argument("--policy", choices=POLICIES, default="hami",
+                   help="hami (default: HAMi's first fitting geometry and slot on each GPU) or best-fit "
+                   "(the smallest covering instance that loses the least room)")
     p.add_argument("--geometries", choices=GEOMETRY_MODES, default="config",
                    help="config: only knownMigGeometries (default); any: every layout the hardware allows")
     p.add_argument("--json", action="store_true", help="print one JSON object")
