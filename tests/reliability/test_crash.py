@@ -66,6 +66,7 @@ def _exited(n: ProcessNode) -> bool:
     return True
 
 
+@pytest.mark.timeout(600)  # nine agent restarts in one test: minutes on a loaded 2-core machine
 def test_crash_after_every_nvml_step(node: ProcessNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     keep, before = prepare(node)
     node.kill_agent()
