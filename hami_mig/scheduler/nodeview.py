@@ -202,6 +202,11 @@ def _hami_devices(pod: o.Obj) -> tuple[PodDevices, bool]:
 def _reserve(pod: o.Obj, node_name: str, states: dict[str, GpuState], planner: NodePlanner,
              names: ResourceNames, notes: list[str], recorded: set[int], blocked: set[str]) -> None:
     """Place what `pod` holds or was promised in HAMi's annotations but has no record of, container by container."""
+    if o.annotations_of(pod).get(BIND_PHASE) is None and o.phase(pod) == "Pending" and o.node_name(pod) == node_name:
+        # Bound here without HAMi's scheduler: the agent writes `vgpu-devices-allocated` as soon as the first
+        # container is realized, so the pod's devices name only some containers; reserve every unrecorded one.
+        _reserve_standalone(pod, states, planner, names, notes)
+        return
     try:
         devices, promised = _hami_devices(pod)
     except InputError as exc:
@@ -209,11 +214,6 @@ def _reserve(pod: o.Obj, node_name: str, states: dict[str, GpuState], planner: N
         return
     if promised and o.deleting(pod):
         return  # an allocation that will not happen
-    if not any(devices):
-        if o.annotations_of(pod).get(BIND_PHASE) is None and o.phase(pod) == "Pending" and \
-                o.node_name(pod) == node_name:
-            _reserve_standalone(pod, states, planner, names, notes)
-        return
     for index, container in enumerate(devices):
         if index in recorded:
             continue  # the agent realized it: its record placed it already

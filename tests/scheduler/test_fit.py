@@ -125,6 +125,19 @@ def test_plain_uuid_reservation_and_standalone_pods_count() -> None:
     assert filter_(nodes, [standalone, plain], half)["nodenames"] == []
 
 
+def test_a_standalone_pod_half_allocated_still_reserves_its_later_containers() -> None:
+    """The agent writes `vgpu-devices-allocated` once the first container is realized; the second container,
+    not realized yet, must still be reserved (A100-40GB: two 3g.20gb fill the GPU)."""
+    from hami_mig.kube.annotations import DEVICES_ALLOCATED
+
+    nodes = [node_obj("n", 1)]
+    containers = [{"name": c, "resources": {"limits": {"nvidia.com/gpumem": "20000"}}} for c in ("a", "b")]
+    first = holding("n", 0, ("3g.20gb", 4))
+    first[DEVICES_ALLOCATED] = f"{gpu_uuid('n', 0)},NVIDIA,20096,0:;;"
+    half_done = pod_obj("two", node="n", containers=containers, annotations=first)
+    assert filter_(nodes, [half_done], pod_obj("p", {"nvidia.com/gpumem": 20000}))["nodenames"] == []
+
+
 def test_multi_container_pods_are_planned_container_after_container() -> None:
     containers = [
         {"name": "a", "resources": {"limits": {"nvidia.com/gpumem": "20000"}}},
