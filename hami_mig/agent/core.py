@@ -353,12 +353,12 @@ class Agent:
         """A new picture from the agent's inventory and the pods, without the agent lock: an Allocate never
         waits for it, and a scrape is served the last published picture meanwhile."""
         with self._view:
-            changes = self._changes
+            changes, seq = self._changes, self._take_seq()
             known = self._pods_after[1] if self._pods_after and self._pods_after[0] == changes else None
             self._pods_after = None
         try:
             pods = known if known is not None else self._list_pods()
-            self._update(self._inventory(pods), pods, changes)
+            self._update(self._inventory(pods), pods, changes, seq)
         except (ApiError, HardwareError) as exc:
             log.debug("refresh after Allocate skipped: %s", exc)
             with self._view:  # readers waiting for this picture get the previous one
@@ -374,7 +374,7 @@ class Agent:
             self._resync()
         with self._lock:
             with self._view:
-                changes = self._changes
+                changes, seq = self._changes, self._take_seq()
             try:
                 pods = self._list_pods()
             except ApiError as exc:
@@ -388,7 +388,7 @@ class Agent:
             except HardwareError as exc:
                 log.error("reconcile: cannot read GPUs: %s", exc)
                 self._show(NodeSnapshot(node=self.config.node_name, registered=self.server.registered,
-                                        api_ok=self._api_ok, taken_at=time.time()), changes)
+                                        api_ok=self._api_ok, taken_at=time.time()), changes, seq=seq)
                 return
             if self.ops.manage_modes(inv, pods_known=pods is not None):
                 with contextlib.suppress(HardwareError):  # a MIG mode or instances changed: read them again
@@ -399,7 +399,7 @@ class Agent:
                     with contextlib.suppress(HardwareError):
                         inv = self._inventory(pods)
             self.ops.sync_cdi(inv)
-            self._update(inv, pods or [], changes)
+            self._update(inv, pods or [], changes, seq)
             self._publish(inv)
         self._tell_listeners()  # outside the lock
 
@@ -433,10 +433,9 @@ class Agent:
                           "outside hami-mig; the pod must be restarted", holder.label(), mig_uuid, held.profile,
                           held.start, held.gpu_uuid)
 
-    def _update(self, inv: Inventory, pods: list[Any], changes: int) -> None:
-        """Publish a picture taken after the first `changes` Allocates; one started before the published
-        picture (a refresh overtaken by a reconcile pass) is dropped."""
-        seq = self._next_seq()
+    def _update(self, inv: Inventory, pods: list[Any], changes: int, seq: int) -> None:
+        """Publish a picture taken after the first `changes` Allocates, numbered `seq` when its reading began;
+        one begun before the published picture (a refresh overtaken by a reconcile pass) is dropped."""
         waiting = sum(1 for p in pods if getattr(p.status, "phase", None) == "Pending")
         snapshot = build_snapshot(self.config.node_name, inv, self.geos, pods_waiting=waiting,
                                   registered=self.server.registered, api_ok=self._api_ok)
@@ -445,18 +444,16 @@ class Agent:
             Device(id=f"{d.uuid}-{n}", healthy=d.mig_mode == "enabled", numa_node=d.numa_node, group=d.uuid)
             for d in inv.devices if d.uuid in managed for n in range(self.config.split_count)
         ]
-        self._show(snapshot, changes, devices, seq)
+        self._show(snapshot, changes, devices, seq=seq)
 
-    def _next_seq(self) -> int:
-        with self._view:
-            self._view_seq += 1
-            return self._view_seq
+    def _take_seq(self) -> int:
+        """The number of a picture whose reading begins now (call with `self._view` held)."""
+        self._view_seq += 1
+        return self._view_seq
 
-    def _show(self, snapshot: NodeSnapshot, changes: int, devices: list[Device] | None = None,
-              seq: int | None = None) -> None:
+    def _show(self, snapshot: NodeSnapshot, changes: int, devices: list[Device] | None = None, *,
+              seq: int) -> None:
         with self._view:
-            seq = self._view_seq + 1 if seq is None else seq
-            self._view_seq = max(self._view_seq, seq)
             if seq < self._shown_seq:
                 return
             self._shown_seq = seq
