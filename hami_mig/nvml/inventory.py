@@ -203,7 +203,8 @@ class NvmlInventory:
         return with_processes(dev, procs)
 
     def outside_change_seen(self) -> bool:
-        """Whether the last failed change found the GPU changed by others (then a new plan may work); resets."""
+        """Whether the last failed change found the GPU changed by others (then a new plan may work); resets.
+        Asked right after a failed apply, whose analysis (`apply_failed`) set it."""
         seen, self._outside_failure = self._outside_failure, False
         return seen
 
@@ -279,7 +280,7 @@ class NvmlInventory:
                     outside += differences(old, new)
         if outside:
             log.warning("NVML: a change failed on a GPU changed outside hami-mig: %s", "; ".join(outside))
-            self._outside_failure = True
+        self._outside_failure = bool(outside)  # about this failure only (reconcile's failures must not linger)
 
     def mode_changed(self, gpu: int) -> None:
         self._done([gpu])

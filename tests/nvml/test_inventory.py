@@ -234,3 +234,18 @@ def test_steps_on_known_instances_take_few_calls() -> None:
     # info, the MIG device at the index it should have (handle, GI id, CI id, UUID)
     assert sum(sim.calls.values()) - sim.mutating_calls() == 16, sim.calls
     assert inventory.devices() == fresh(sim)
+
+
+def test_a_failure_that_found_others_changes_does_not_colour_a_later_one() -> None:
+    """Reconcile's applies fail too (recovery, idle release): their finding must not make the next Allocate's
+    own failure look like someone else's change (it would re-plan for nothing)."""
+    sim, backend, inventory = node()
+    inventory.resync()
+    sim.add_instance(0, "2g.20gb", 0)  # others took the place the picture shows free
+    with pytest.raises(ApplyError):
+        backend.apply([Operation("create", 0, "3g.40gb", 4), Operation("create", 0, "1g.10gb", 1)])
+    # nobody asked; now a failure of our own
+    sim.fail("create_ci", error=pynvml.NVML_ERROR_UNKNOWN)
+    with pytest.raises(ApplyError):
+        backend.apply([Operation("create", 0, "1g.10gb", 6)])
+    assert not inventory.outside_change_seen()
