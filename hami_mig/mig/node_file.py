@@ -97,6 +97,8 @@ def _device_instances(rows: Any, field: str) -> list[dict[str, Any]]:
         key = (row.get("profile"), row.get("start"))
         processes = row.get("processes", [])
         busy = processes != [] and processes is not None  # a pid list, or "unknown" (no permission)
+        # a compute instance that does not span its GPU instance: a shape hami-mig never makes (the agent's rule)
+        busy = busy or (row.get("mig_uuid") is not None and row.get("standard") is False)
         if key in merged:  # a second compute instance in one GPU instance: not a shape hami-mig makes
             merged[key]["in_use"] = True
             continue

@@ -73,10 +73,13 @@ class HwInstance:
         return tuple(ci.mig_uuid for ci in self.compute if ci.mig_uuid)
 
     def rows_json(self) -> list[dict[str, Any]]:
-        """One row per MIG device (a GI without CI still gets a row, with null ids), for `devices --json`."""
+        """One row per MIG device (a GI without CI still gets a row, with null ids), for `devices --json`.
+        `standard`: the GPU instance has the one full compute instance hami-mig makes (else the planner treats
+        it as in use, whatever its processes)."""
         base = {"profile": self.profile, "start": self.start, "size": self.size, "gi_id": self.gi_id}
         if not self.compute:
-            return [{**base, "ci_id": None, "mig_uuid": None, "memory_mib": self.memory_mib, "processes": []}]
+            return [{**base, "ci_id": None, "mig_uuid": None, "memory_mib": self.memory_mib, "processes": [],
+                     "standard": False}]
         return [
             {
                 **base,
@@ -84,6 +87,7 @@ class HwInstance:
                 "mig_uuid": ci.mig_uuid,
                 "memory_mib": ci.memory_mib,
                 "processes": "unknown" if ci.processes is None else list(ci.processes),
+                "standard": self.standard,
             }
             for ci in self.compute
         ]

@@ -69,3 +69,17 @@ def test_a_node_with_no_mig_gpu_is_one_line(tmp_path: Path, capsys: pytest.Captu
     code, out, err = run(capsys, monkeypatch, "plan", "--node", "-", "--memory", "1000", stdin=devices)
     assert (code, out) == (2, "") and err.count("\n") == 1
     assert "GPU 0 (MIG disabled)" in err and "at least one GPU with MIG enabled" in err
+
+
+def test_a_foreign_shaped_instance_from_devices_is_in_use(node: list[str], capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU instance whose compute instance does not span it (another tool made it) is never planned on,
+    processes or not: the agent's own rule (`GpuDevice.to_gpu_state`), carried by `standard` in the rows."""
+    _, devices, _ = run(capsys, monkeypatch, "devices", *node, "--json")
+    doc = json.loads(devices)
+    rows = doc["gpus"][0]["instances"]
+    assert [r["standard"] for r in rows] == [True, True]
+    free = next(r for r in rows if r["profile"] == "1g.10gb")
+    free["standard"] = False  # as `devices --json` prints a 3g.40gb GI holding a 1-slice compute instance
+    (gpu,) = parse_node(doc, default_catalogue())
+    assert [(i.profile, i.start, i.in_use) for i in gpu.instances] == [("3g.40gb", 0, True), ("1g.10gb", 6, True)]

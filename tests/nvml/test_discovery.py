@@ -183,7 +183,8 @@ def test_devices_json_keys(backend: NvmlBackend, sim: NvmlSim) -> None:
     assert set(doc["profiles"][0]) == {"name", "nvml_profile_id", "memory_mib", "compute_slices", "memory_slices",
                                        "max_count", "placements"}
     assert doc["instances"] == [{"profile": "1g.10gb", "start": 6, "size": 1, "gi_id": 13, "ci_id": 0,
-                                 "mig_uuid": doc["instances"][0]["mig_uuid"], "memory_mib": 9728, "processes": [5]}]
+                                 "mig_uuid": doc["instances"][0]["mig_uuid"], "memory_mib": 9728, "processes": [5],
+                                 "standard": True}]
 
 
 def test_discovery_is_read_only(sim: NvmlSim, backend: NvmlBackend) -> None:
