@@ -28,7 +28,7 @@ class AgentConfig:
     cdi: bool = False
     allocate_timeout_s: float = 30.0
     reconcile_interval_s: float = 30.0
-    nvml_resync_interval_s: float = 30.0  # full NVML re-read to notice what others changed; 0: only at reconcile
+    nvml_resync_interval_s: float = 30.0  # full NVML re-read to notice what others changed; 0: never
     idle_release_s: float = 0.0  # 0: keep free instances until a reshape needs the room
     state_dir: str | None = None  # the allocate journal (crash recovery); None: off
     events: bool = True

@@ -190,14 +190,7 @@ def erase_next_container(text: str) -> str:
     leaves an empty last entry, which v2.9's DecodePodDevices keeps), the first entry with devices emptied,
     every entry re-encoded and followed by `;`. So `A:;B:;` becomes `;B:;;`, then `;;;;`."""
     entries = [_decode_container(part, DEVICES_TO_ALLOCATE, text) for part in text.split(";")]
-    first = next((i for i, entry in enumerate(entries) if entry), None)
+    first = next_pending_container(tuple(entries))
     if first is not None:
         entries[first] = ()
     return encode_pod_devices(tuple(entries))
-
-
-def blank_container(devices: PodDevices, index: int) -> PodDevices:
-    """The to-allocate value after container `index` got its devices: its entry emptied, the others kept."""
-    if not 0 <= index < len(devices):
-        raise InputError("container index", index, f"0 to {len(devices) - 1} for this pod's devices annotation")
-    return tuple(() if position == index else container for position, container in enumerate(devices))

@@ -34,7 +34,8 @@ MIG_INSTANCE_HELP = (
 
 
 def device_type(gpu: GpuView) -> str:
-    """HAMi's devicetype: the register's type, the NVML name with `NVIDIA-` prepended when it lacks it."""
+    """HAMi v2.9's devicetype (its `Collect` reads the v2.8+ register type, whatever --hami-register-format the
+    agent writes for older schedulers): the NVML name, `NVIDIA-` prepended only when it lacks it."""
     return register_type(gpu.name)
 
 

@@ -303,7 +303,7 @@ def decide(
             geos[gpu.index] = geometries(gpu)
         return geos[gpu.index]
 
-    def candidates(gpu: GpuState) -> list[Candidate]:  # computed lazily: `hami` stops at the first fits
+    def candidates(gpu: GpuState) -> list[Candidate]:  # lazily: `hami` over any layout stops at the first fits
         if gpu.index not in per_gpu:
             per_gpu[gpu.index] = _candidates(gpu, request, geometries_of(gpu), policy, mode)
         return per_gpu[gpu.index]
@@ -317,7 +317,8 @@ def decide(
             if cands:
                 chosen.append(min(cands, key=Candidate.score))
     else:
-        picks = (pick_on_gpu(c, policy, mode) for g in gpus if (c := candidates(g)))
+        # one pick per GPU: the best-scored candidate (under `hami` in config mode HAMi's walk yields only one)
+        picks = (min(c, key=Candidate.score) for g in gpus if (c := candidates(g)))
         chosen = sorted(picks, key=Candidate.score)[: request.count]
 
     if len(chosen) < request.count:
@@ -332,11 +333,6 @@ def decide(
 def ranks_gpus(policy: Policy, mode: GeometryMode) -> bool:
     """Whether the GPUs serving a request are the best-scored ones (else the first ones in node order)."""
     return policy == "best-fit" or mode == "config"
-
-
-def pick_on_gpu(candidates: Sequence[Candidate], policy: Policy, mode: GeometryMode) -> Candidate:
-    """One GPU's pick: HAMi's walk result in config mode under `hami`, else the best-scored candidate."""
-    return candidates[0] if policy == "hami" and mode == "config" else min(candidates, key=Candidate.score)
 
 
 def _decision(chosen: Sequence[Candidate]) -> Decision:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hami_mig.kube.annotations import MigSlotRef
 from hami_mig.mig.geometry import GpuGeometries, resolve_for_gpu
 from hami_mig.mig.plan import Decision
-from hami_mig.mig.planner import Candidate, any_candidates, config_candidates, decide, pick_on_gpu, plan_slot
+from hami_mig.mig.planner import Candidate, any_candidates, config_candidates, decide, plan_slot
 from hami_mig.mig.request import Request
 from hami_mig.mig.state import GpuState, Instance
 from hami_mig.scheduler.config import SchedulerConfig
@@ -92,7 +92,7 @@ class NodePlanner:
         else:
             candidates = config_candidates(gpu, request, self.geometries(gpu).geometries, first_only=policy == "hami")
         if candidates:
-            return GpuAnswer(pick_on_gpu(candidates, policy, mode))
+            return GpuAnswer(min(candidates, key=Candidate.score))  # what decide() picks on one GPU
         reason = self.decide([gpu], request).reason
         return GpuAnswer(None, reason.removeprefix(f"no MIG instance for {request.describe()}: "))
 

@@ -6,10 +6,10 @@ import threading
 from collections.abc import Sequence
 
 from hami_mig.agent.records import INSTANCES_ANNOTATION
-from hami_mig.kube.annotations import BIND_PHASE, DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, HAMI_MIG_GPUS, NODE_REGISTER
+from hami_mig.kube.annotations import BIND_PHASE, DEVICES_ALLOCATED, DEVICES_TO_ALLOCATE, NODE_REGISTER
 from hami_mig.kube.resources import ResourceNames
 from hami_mig.scheduler import objects as o
-from hami_mig.scheduler.nodeview import NodeView, build_view
+from hami_mig.scheduler.nodeview import NodeView, build_view, hami_mig_node
 from hami_mig.scheduler.planning import NodePlanner
 from hami_mig.scheduler.snapshot import Snapshot
 
@@ -27,11 +27,6 @@ def pod_key(pod: o.Obj) -> PodKey:
             ann.get(INSTANCES_ANNOTATION, ""), repr(o.spec(pod)) if ann.get(BIND_PHASE) is None else "")
 
 
-def _agent(node: o.Obj) -> bool:
-    """Which agent runs the node (hami-mig's or HAMi's) decides how it is planned: part of the cache key."""
-    return HAMI_MIG_GPUS in o.annotations_of(node)
-
-
 class ViewCache:
     def __init__(self, planner: NodePlanner, names: ResourceNames, limit: int = 20_000) -> None:
         self.planner = planner
@@ -42,7 +37,7 @@ class ViewCache:
 
     def view(self, node: o.Obj, pods: Sequence[o.Obj], pods_key: tuple[object, ...] | None = None) -> NodeView:
         keys = pods_key if pods_key is not None else tuple(pod_key(p) for p in pods)
-        cache_key = (o.name(node), o.annotations_of(node).get(NODE_REGISTER, ""), _agent(node), keys)
+        cache_key = (o.name(node), o.annotations_of(node).get(NODE_REGISTER, ""), hami_mig_node(node), keys)
         hit = self._views.get(cache_key)
         if hit is not None:
             return hit
@@ -59,7 +54,7 @@ class ViewCache:
         known = snapshot.nodes.get(name)
         if node is not None and known is not None and (
                 o.annotations_of(node).get(NODE_REGISTER) != o.annotations_of(known).get(NODE_REGISTER)
-                or _agent(node) != _agent(known)):
+                or hami_mig_node(node) != hami_mig_node(known)):
             known = None
         if known is None:
             if node is None:

@@ -16,7 +16,6 @@ from hami_mig.kube.annotations import (
     BindPhase,
     ContainerDevice,
     MigSlotRef,
-    blank_container,
     decode_bind_phase,
     decode_pod_devices,
     decode_unix_time,
@@ -148,17 +147,12 @@ def test_container_device_validates() -> None:
             ContainerDevice(**kwargs)  # type: ignore[arg-type]
 
 
-def test_next_pending_and_blank() -> None:
+def test_next_pending() -> None:
     a = ContainerDevice(uuid="GPU-a", memory_mib=1, cores=0)
     b = ContainerDevice(uuid="GPU-b", memory_mib=1, cores=0)
-    pod = ((), (a,), (b,))
-    assert next_pending_container(pod) == 1
-    after = blank_container(pod, 1)
-    assert after == ((), (), (b,))
-    assert encode_pod_devices(after) == ";;GPU-b,NVIDIA,1,0:;"
-    assert next_pending_container(blank_container(after, 2)) is None
-    with pytest.raises(InputError):
-        blank_container(pod, 3)
+    assert next_pending_container(((), (a,), (b,))) == 1
+    assert next_pending_container(((), (), (b,))) == 2
+    assert next_pending_container(((), (), ())) is None
 
 
 def test_erase_is_byte_for_byte_hamis() -> None:
