@@ -80,6 +80,11 @@ def _created(dev: GpuDevice, step: StepResult) -> HwInstance | None:
                       profile.memory_mib, (ci,))
 
 
+def _busy(dev: GpuDevice) -> tuple[tuple[int, int, bool], ...]:
+    """Which compute instances are busy: all a plan reads of the processes (`GpuDevice.to_gpu_state`)."""
+    return tuple((hw.gi_id, ci.ci_id, ci.busy) for hw in dev.instances for ci in hw.compute)
+
+
 class NvmlInventory:
     """Every GPU as last read or changed. Thread-safe: the agent's Allocates and reconcile passes change it,
     a background thread re-reads it (`resync`) without holding up either."""
@@ -148,9 +153,9 @@ class NvmlInventory:
 
     def check(self, touches: Mapping[int, Collection[str]]) -> bool:
         """The per-Allocate check of only the GPUs a plan touches (GPU index -> MIG UUIDs it reuses): one
-        process query per GPU and one handle lookup per reused UUID. True when the picture changed, so the
-        plan must be made again (a reused instance is gone or busy, processes moved, an unknown instance
-        runs processes)."""
+        process query per GPU and one handle lookup per reused UUID. True when the change can alter a plan,
+        so it must be made again (a reused instance is gone, an instance turned busy or idle, an unknown
+        instance runs processes); new pids on an instance that stays busy only refresh the picture."""
         nvml = self.backend.nvml
         changed = False
         for index, reused in sorted(touches.items()):
@@ -172,7 +177,7 @@ class NvmlInventory:
                     if self._devices.get(index) == dev:
                         self._devices[index] = fresh
                         self._generation[index] += 1
-                changed = True
+                changed = changed or _busy(fresh) != _busy(dev)
         return changed
 
     def _checked(self, dev: GpuDevice, reused: Collection[str]) -> GpuDevice | None:

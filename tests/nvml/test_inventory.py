@@ -249,3 +249,18 @@ def test_a_failure_that_found_others_changes_does_not_colour_a_later_one() -> No
     with pytest.raises(ApplyError):
         backend.apply([Operation("create", 0, "1g.10gb", 6)])
     assert not inventory.outside_change_seen()
+
+
+def test_new_pids_on_an_instance_that_stays_busy_refresh_the_picture_without_a_new_plan() -> None:
+    """A training job spawning workers changes its pids all the time; a plan reads only whether an instance is
+    busy, so only that (or an instance turning idle) makes the Allocate plan again."""
+    sim, _backend, inventory = node()
+    busy = sim.add_instance(0, "3g.40gb", 0, pids=[10])
+    free = sim.add_instance(0, "1g.10gb", 6)
+    inventory.resync()
+    sim.set_processes(busy, [10, 11, 12])
+    assert inventory.check({0: {free}}) is False
+    hw = inventory.devices()[0].find("3g.40gb", 0)
+    assert hw is not None and hw.processes == (10, 11, 12)  # the picture has them all the same
+    sim.make_idle(busy)
+    assert inventory.check({0: {free}}) is True  # idle now: a plan may use its room
