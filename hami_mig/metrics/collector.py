@@ -33,9 +33,8 @@ class SnapshotCollector:
         self.legacy = legacy
         self.v29 = v29
         self._cache_lock = threading.Lock()
-        self._cached_for: NodeSnapshot | None = None
-        self._cache: dict[Hashable, bytes] = {}
-        self._last: dict[Hashable, bytes] = {}  # per format, the newest rendering of any snapshot
+        self._newest: NodeSnapshot | None = None  # the newest snapshot a scrape or warm-up was asked for
+        self._last: dict[Hashable, tuple[NodeSnapshot, bytes]] = {}  # per format, its newest rendering
         self._rendering: dict[Hashable, NodeSnapshot] = {}  # per format, the snapshot being rendered now
         self._formats: dict[Hashable, Encoder] = {}  # the formats scrapes asked for
 
@@ -64,13 +63,10 @@ class SnapshotCollector:
         key = _encoder_key(encoder)
         with self._cache_lock:
             self._formats.setdefault(key, encoder)
-            if self._cached_for is not snap:
-                self._cached_for, self._cache = snap, {}
-            found = self._cache.get(key)
-            if found is not None:
-                return found
-            if self._rendering.get(key) is snap and key in self._last:
-                return self._last[key]
+            self._newest = snap
+            last = self._last.get(key)
+            if last is not None and (last[0] is snap or self._rendering.get(key) is snap):
+                return last[1]  # this snapshot's rendering, or the previous one while this one is rendered
             self._rendering[key] = snap
         try:
             found = encoder(_registry_of(_Fixed(list(self._families(snap)))))
@@ -79,16 +75,14 @@ class SnapshotCollector:
                 if self._rendering.get(key) is snap:
                     del self._rendering[key]
         with self._cache_lock:
-            if self._cached_for is snap:
-                self._cache[key] = found
-                self._last[key] = found
+            if self._newest is snap:  # a rendering of an older snapshot never replaces a newer one's
+                self._last[key] = (snap, found)
         return found
 
     def _families(self, snap: NodeSnapshot) -> Iterator[Metric]:
         yield _snapshot_up(True)
         yield from hami_families(snap, self.legacy, self.v29)
         yield from own_families(snap)
-
 
     def warm(self) -> None:
         """Render the current snapshot in the formats scrapes use, before the next scrape asks (the agent
